@@ -1,0 +1,45 @@
+/* What every command gets, and the table of commands. Commands parse,
+ * call into the parts below and print; they hold no logic of their own. */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include <stdbool.h>
+
+#include "common/err.h"
+#include "config/config.h"
+
+/* Exit statuses, as ARCHITECTURE.md lists them. */
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_CONFIG = 3 };
+
+struct cli {
+	struct config *cfg;
+	const char *prog;
+};
+
+struct cli_command {
+	const char *name;
+	int (*run)(struct cli *cli, int argc, char **argv); /* returns an exit status */
+	const char *summary;
+	const char *usage; /* full help text for `ferry help NAME` */
+};
+
+/* Print an error ("ferry: ...") and return the exit status for its code. */
+int cli_fail(const struct err *e);
+/* Print a usage complaint and return EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parse an unsigned number for option `opt`; on error prints and returns -1. */
+int cli_uint(const char *opt, const char *value, unsigned long long *out);
+/* Set a config key from a command's flag, complaining on a bad value. */
+int cli_set(struct cli *cli, const char *key, const char *value);
+
+int cmd_config(struct cli *cli, int argc, char **argv);
+int cmd_dataset(struct cli *cli, int argc, char **argv);
+int cmd_dataset_check(struct cli *cli, int argc, char **argv);
+int cmd_dataset_fix(struct cli *cli, int argc, char **argv);
+int cmd_dataset_pack(struct cli *cli, int argc, char **argv);
+int cmd_dataset_unpack(struct cli *cli, int argc, char **argv);
+
+extern const char cmd_config_usage[];
+extern const char cmd_dataset_usage[];
+
+#endif

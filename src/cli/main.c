@@ -1,0 +1,196 @@
+/* ferry's entry point: global options, then one command. */
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/log.h"
+#include "common/str.h"
+
+static int cmd_help(struct cli *cli, int argc, char **argv);
+static int cmd_version(struct cli *cli, int argc, char **argv);
+
+static const struct cli_command commands[] = {
+	{ "dataset", cmd_dataset, "check, fix, pack and unpack a training dataset",
+	  cmd_dataset_usage },
+	{ "config", cmd_config, "print every effective setting and where it came from",
+	  cmd_config_usage },
+	{ "help", cmd_help, "show help for a command", "usage: ferry help [COMMAND]\n" },
+	{ "version", cmd_version, "print the version", "usage: ferry version\n" },
+};
+
+static const char main_usage[] =
+	"usage: ferry [--config FILE] [--set KEY=VALUE]... [-v|-q] COMMAND [ARGS]\n"
+	"\n"
+	"ferry trains LoRA models on rented GPUs. Built so far: the dataset pipeline.\n"
+	"Renting, training and collecting are not built yet; commands for them will\n"
+	"appear here when they are.\n"
+	"\n"
+	"Global options:\n"
+	"  --config FILE      read settings from FILE instead of $XDG_CONFIG_HOME/ferry/config\n"
+	"  --set KEY=VALUE    override one setting (highest precedence; repeatable)\n"
+	"  -v, --verbose      more log output (repeat for debug and trace)\n"
+	"  -q, --quiet        only errors\n"
+	"  -h, --help         this help\n"
+	"\n"
+	"Exit status: 0 success, 1 the operation failed, 2 usage error,\n"
+	"3 configuration or credentials missing.\n"
+	"\n"
+	"Commands:\n";
+
+static void print_main_usage(FILE *f)
+{
+	fputs(main_usage, f);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fputs("\nRun `ferry help COMMAND` for a command's options.\n", f);
+}
+
+static const struct cli_command *find_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static int cmd_help(struct cli *cli, int argc, char **argv)
+{
+	const struct cli_command *c;
+
+	if (argc < 2) {
+		print_main_usage(stdout);
+		return EXIT_OK;
+	}
+	c = find_command(argv[1]);
+	if (!c)
+		return cli_usage("help", "no such command '%s'", argv[1]);
+	fputs(c->usage, stdout);
+	return EXIT_OK;
+}
+
+static int cmd_version(struct cli *cli, int argc, char **argv)
+{
+	printf("ferry %s\n", FERRY_VERSION);
+	return EXIT_OK;
+}
+
+int cli_fail(const struct err *e)
+{
+	log_fprintf(stderr, "ferry: %s\n", e->msg[0] ? e->msg : err_name(e->code));
+	return err_exit_status(e->code);
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "ferry %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(see `ferry help %s`)\n", cmd);
+	return EXIT_USAGE;
+}
+
+int cli_uint(const char *opt, const char *value, unsigned long long *out)
+{
+	if (str_to_u64(value, out)) {
+		fprintf(stderr, "ferry: %s wants a whole number, not '%s'\n", opt, value);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_set(struct cli *cli, const char *key, const char *value)
+{
+	struct err e = { 0 };
+
+	if (config_set(cli->cfg, key, value, CONFIG_SRC_FLAG, &e))
+		return cli_fail(&e);
+	return 0;
+}
+
+static void apply_log_level(const char *name)
+{
+	static const char *names[] = { "error", "warn", "info", "debug", "trace" };
+
+	for (int i = 0; i < 5; i++)
+		if (name && !strcasecmp(name, names[i]))
+			log_set_level((enum log_level)i);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "set", required_argument, NULL, 's' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cli cli = { .prog = "ferry" };
+	struct strv sets = STRV_INIT;
+	const char *config_path = NULL;
+	const struct cli_command *cmd;
+	struct err e = { 0 };
+	int verbose = 0, quiet = 0, c, status;
+
+	while ((c = getopt_long(argc, argv, "+vqhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config_path = optarg; break;
+		case 's': strv_push(&sets, optarg); break;
+		case 'v': verbose++; break;
+		case 'q': quiet = 1; break;
+		case 'h': print_main_usage(stdout); strv_release(&sets); return EXIT_OK;
+		case 'V': strv_release(&sets); return cmd_version(&cli, 0, NULL);
+		default: print_main_usage(stderr); strv_release(&sets); return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		print_main_usage(stderr);
+		strv_release(&sets);
+		return EXIT_USAGE;
+	}
+	cmd = find_command(argv[optind]);
+	if (!cmd) {
+		fprintf(stderr, "ferry: unknown command '%s'\n\n", argv[optind]);
+		print_main_usage(stderr);
+		strv_release(&sets);
+		return EXIT_USAGE;
+	}
+
+	cli.cfg = config_new();
+	if (config_load(cli.cfg, config_path, &e)) {
+		status = cli_fail(&e);
+		goto out;
+	}
+	for (size_t i = 0; i < sets.n; i++) {
+		if (config_set_assignment(cli.cfg, sets.v[i], &e)) {
+			status = cli_fail(&e);
+			goto out;
+		}
+	}
+	apply_log_level(config_get(cli.cfg, "log.level"));
+	if (quiet)
+		log_set_level(LOG_ERROR);
+	if (verbose)
+		log_set_level((enum log_level)(LOG_INFO + verbose - 1 > LOG_TRACE
+					       ? LOG_TRACE : LOG_INFO + verbose - 1));
+
+	argv += optind;
+	argc -= optind;
+	optind = 0; /* reset getopt for the command's own parsing */
+	status = cmd->run(&cli, argc, argv);
+out:
+	config_free(cli.cfg);
+	strv_release(&sets);
+	log_forget_secrets();
+	return status;
+}

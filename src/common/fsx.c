@@ -1,0 +1,245 @@
+#include "fsx.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "xalloc.h"
+
+int fsx_mkdir_p(const char *path, mode_t mode, struct err *e)
+{
+	char *p = xstrdup(path);
+	int r = 0;
+
+	for (char *s = p + 1;; s++) {
+		char c = *s;
+
+		if (c != '/' && c != '\0')
+			continue;
+		*s = '\0';
+		if (mkdir(p, mode) && errno != EEXIST) {
+			r = err_sys(e, ERR_IO, "cannot create directory %s", p);
+			break;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	if (!r) {
+		struct stat st;
+		if (stat(path, &st) || !S_ISDIR(st.st_mode))
+			r = err_set(e, ERR_IO, "%s exists and is not a directory", path);
+	}
+	free(p);
+	return r;
+}
+
+int fsx_mkdir_parent(const char *path, mode_t mode, struct err *e)
+{
+	char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	int r = 0;
+
+	if (slash && slash != dir) {
+		*slash = '\0';
+		r = fsx_mkdir_p(dir, mode, e);
+	}
+	free(dir);
+	return r;
+}
+
+int fsx_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return ERR_IO;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fsx_write_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *e)
+{
+	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	int fd, r = 0;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0) {
+		r = err_sys(e, ERR_IO, "cannot create %s", tmp);
+		goto out;
+	}
+	if (fsx_write_all(fd, data, len) || fsync(fd)) {
+		r = err_sys(e, ERR_IO, "cannot write %s", tmp);
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	if (close(fd) || rename(tmp, path)) {
+		r = err_sys(e, ERR_IO, "cannot write %s", path);
+		unlink(tmp);
+	}
+out:
+	free(tmp);
+	return r;
+}
+
+int fsx_read_file(const char *path, struct buf *out, size_t max, struct err *e)
+{
+	struct stat st;
+	int fd, r = 0;
+
+	if (!max)
+		max = 256u << 20;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_sys(e, ERR_IO, "cannot open %s", path);
+	if (!fstat(fd, &st) && (size_t)st.st_size > max) {
+		r = err_set(e, ERR_LIMIT, "%s is larger than %zu bytes", path, max);
+		goto out;
+	}
+	if (!fstat(fd, &st) && st.st_size > 0)
+		buf_grow(out, (size_t)st.st_size);
+	for (;;) {
+		ssize_t n;
+
+		buf_grow(out, 65536);
+		n = read(fd, out->data + out->len, out->cap - out->len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = err_sys(e, ERR_IO, "cannot read %s", path);
+			break;
+		}
+		if (!n)
+			break;
+		out->len += (size_t)n;
+		out->data[out->len] = '\0';
+		if (out->len > max) {
+			r = err_set(e, ERR_LIMIT, "%s is larger than %zu bytes", path, max);
+			break;
+		}
+	}
+out:
+	close(fd);
+	return r;
+}
+
+int fsx_copy_file(const char *src, const char *dst, mode_t mode, struct err *e)
+{
+	char *tmp = xasprintf("%s.tmp.%ld", dst, (long)getpid());
+	char *chunk = xmalloc(1u << 20);
+	int in, outfd = -1, r = 0;
+	ssize_t n;
+
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		r = err_sys(e, ERR_IO, "cannot open %s", src);
+		goto out;
+	}
+	outfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (outfd < 0) {
+		r = err_sys(e, ERR_IO, "cannot create %s", tmp);
+		goto out;
+	}
+	while ((n = read(in, chunk, 1u << 20)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = err_sys(e, ERR_IO, "cannot read %s", src);
+			goto out;
+		}
+		if (fsx_write_all(outfd, chunk, (size_t)n)) {
+			r = err_sys(e, ERR_IO, "cannot write %s", tmp);
+			goto out;
+		}
+	}
+	if (close(outfd)) {
+		outfd = -1;
+		r = err_sys(e, ERR_IO, "cannot write %s", tmp);
+		goto out;
+	}
+	outfd = -1;
+	if (rename(tmp, dst))
+		r = err_sys(e, ERR_IO, "cannot create %s", dst);
+out:
+	if (in >= 0)
+		close(in);
+	if (outfd >= 0)
+		close(outfd);
+	if (r)
+		unlink(tmp);
+	free(chunk);
+	free(tmp);
+	return r;
+}
+
+char *fsx_join(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	if (!n)
+		return xstrdup(b);
+	return xasprintf("%s%s%s", a, a[n - 1] == '/' ? "" : "/", b);
+}
+
+bool fsx_relpath_safe(const char *rel)
+{
+	const char *p = rel;
+
+	if (!*rel || *rel == '/')
+		return false;
+	for (;;) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		if (!slash)
+			return true;
+		p = slash + 1;
+	}
+}
+
+int fsx_remove_tree(const char *path, struct err *e)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	int r = 0;
+
+	if (lstat(path, &st))
+		return errno == ENOENT ? 0 : err_sys(e, ERR_IO, "cannot stat %s", path);
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlink(path) && errno != ENOENT)
+			return err_sys(e, ERR_IO, "cannot remove %s", path);
+		return 0;
+	}
+	d = opendir(path);
+	if (!d)
+		return err_sys(e, ERR_IO, "cannot open directory %s", path);
+	while (!r && (de = readdir(d))) {
+		char *child;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		child = fsx_join(path, de->d_name);
+		r = fsx_remove_tree(child, e);
+		free(child);
+	}
+	closedir(d);
+	if (!r && rmdir(path))
+		r = err_sys(e, ERR_IO, "cannot remove %s", path);
+	return r;
+}

@@ -1,0 +1,32 @@
+/* File-system helpers: atomic writes, mkdir -p, whole-file reads, safe
+ * relative paths. */
+#ifndef FERRY_FSX_H
+#define FERRY_FSX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "err.h"
+
+/* Create a directory and its parents; an existing directory is fine. */
+int fsx_mkdir_p(const char *path, mode_t mode, struct err *e);
+/* Write to a temporary file beside `path`, fsync, then rename over it. */
+int fsx_write_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *e);
+/* Append the whole file to `out`; fails with ERR_LIMIT past max bytes (0: 256 MiB). */
+int fsx_read_file(const char *path, struct buf *out, size_t max, struct err *e);
+/* Copy a regular file atomically (temp + rename), keeping nothing but bytes. */
+int fsx_copy_file(const char *src, const char *dst, mode_t mode, struct err *e);
+/* "a" + "/" + "b", without doubling the slash. */
+char *fsx_join(const char *a, const char *b);
+/* Whether `rel` is a relative path with no empty, "." or ".." component. */
+bool fsx_relpath_safe(const char *rel);
+/* Remove a file or a whole tree; a missing path is fine. */
+int fsx_remove_tree(const char *path, struct err *e);
+/* Create the parent directory of `path`. */
+int fsx_mkdir_parent(const char *path, mode_t mode, struct err *e);
+/* Write all of `len` bytes, retrying short writes and EINTR. */
+int fsx_write_all(int fd, const void *data, size_t len);
+
+#endif

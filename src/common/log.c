@@ -1,0 +1,114 @@
+#include "log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "str.h"
+#include "xalloc.h"
+
+static enum log_level log_level = LOG_WARN;
+static struct strv log_secrets;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void log_set_level(enum log_level level)
+{
+	log_level = level;
+}
+
+enum log_level log_get_level(void)
+{
+	return log_level;
+}
+
+void log_register_secret(const char *secret)
+{
+	if (!secret || strlen(secret) < 4)
+		return;
+	pthread_mutex_lock(&log_lock);
+	for (size_t i = 0; i < log_secrets.n; i++) {
+		if (!strcmp(log_secrets.v[i], secret)) {
+			pthread_mutex_unlock(&log_lock);
+			return;
+		}
+	}
+	strv_push(&log_secrets, secret);
+	pthread_mutex_unlock(&log_lock);
+}
+
+void log_forget_secrets(void)
+{
+	pthread_mutex_lock(&log_lock);
+	for (size_t i = 0; i < log_secrets.n; i++)
+		explicit_bzero(log_secrets.v[i], strlen(log_secrets.v[i]));
+	strv_release(&log_secrets);
+	pthread_mutex_unlock(&log_lock);
+}
+
+void log_redact(struct buf *b)
+{
+	pthread_mutex_lock(&log_lock);
+	for (size_t i = 0; i < log_secrets.n; i++) {
+		const char *s = log_secrets.v[i];
+		size_t n = strlen(s);
+		struct buf out = BUF_INIT;
+		const char *p = b->data, *hit;
+
+		if (!b->len || !strstr(b->data, s))
+			continue;
+		buf_init(&out);
+		while ((hit = strstr(p, s))) {
+			buf_add(&out, p, (size_t)(hit - p));
+			buf_puts(&out, "****");
+			p = hit + n;
+		}
+		buf_puts(&out, p);
+		explicit_bzero(b->data, b->len);
+		buf_release(b);
+		*b = out;
+	}
+	pthread_mutex_unlock(&log_lock);
+}
+
+static void log_vwrite(FILE *f, const char *prefix, const char *fmt, va_list ap)
+{
+	struct buf b = BUF_INIT;
+
+	buf_init(&b);
+	buf_puts(&b, prefix);
+	buf_vprintf(&b, fmt, ap);
+	log_redact(&b);
+	fputs(b.data, f);
+	buf_release(&b);
+}
+
+void log_fprintf(FILE *f, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(f, "", fmt, ap);
+	va_end(ap);
+}
+
+void log_msg(enum log_level level, const char *func, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warning", "info", "debug", "trace" };
+	char prefix[128];
+	size_t n;
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	if (log_level >= LOG_DEBUG)
+		snprintf(prefix, sizeof(prefix), "ferry: %s: %s: ", names[level], func);
+	else
+		snprintf(prefix, sizeof(prefix), "ferry: %s: ", names[level]);
+	va_start(ap, fmt);
+	log_vwrite(stderr, prefix, fmt, ap);
+	va_end(ap);
+	n = strlen(fmt);
+	if (!n || fmt[n - 1] != '\n')
+		fputc('\n', stderr);
+}

@@ -1,0 +1,25 @@
+/* Run a program without a shell: argv as given, optional stdin, captured
+ * stdout/stderr, a timeout that kills the whole process group. */
+#ifndef FERRY_PROC_H
+#define FERRY_PROC_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "err.h"
+
+struct proc_opts {
+	const void *input;      /* bytes for stdin, or NULL for /dev/null */
+	size_t input_len;
+	int timeout_ms;         /* <= 0: no limit */
+	size_t max_output;      /* cap per stream; 0: 16 MiB */
+	char *const *envp;      /* NULL: inherit */
+};
+
+/* Runs argv[0] (looked up in PATH). `out` and `errout` may be NULL to discard.
+ * On return *status is the exit code, or 128+signal when killed.
+ * Returns ERR_TIMEOUT when the limit was hit, ERR_IO when it could not run. */
+int proc_run(const char *const argv[], const struct proc_opts *opts,
+	     struct buf *out, struct buf *errout, int *status, struct err *e);
+
+#endif
