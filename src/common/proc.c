@@ -57,6 +57,8 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 	if (r) {
 		errno = r;
 		r = err_sys(e, ERR_IO, "cannot run %s", argv[0]);
+		if (status)
+			*status = 127;
 		goto out_pipes;
 	}
 	close(pin[0]); pin[0] = -1;
@@ -135,7 +137,6 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 	}
 	if (status)
 		*status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-	/* exec failures show up as 127 from posix_spawnp on glibc */
 out_pipes:
 	close_pair(pin);
 	close_pair(pout);

@@ -182,8 +182,10 @@ int config_set(struct config *c, const char *key, const char *value,
 	if (i < 0)
 		return err_set(e, ERR_USAGE, "unknown setting '%s' (see `ferry config`)", key);
 	r = config_check_type(&config_table[i], value, names[src], e);
+	if (r && src == CONFIG_SRC_FLAG && e)
+		e->code = r = ERR_USAGE; /* a bad flag is a usage error */
 	if (r)
-		return src == CONFIG_SRC_FLAG ? err_set(e, ERR_USAGE, "%s", e ? e->msg : "") : r;
+		return r;
 	config_store(c, (size_t)i, value, src, xstrdup(names[src]));
 	return 0;
 }
@@ -207,16 +209,15 @@ static int config_read_file(struct config *c, const char *path, bool must_exist,
 	struct buf text = BUF_INIT;
 	char *line, *save = NULL;
 	int r, lineno = 0;
+	struct err re = { 0 };
 
 	buf_init(&text);
-	r = fsx_read_file(path, &text, 1u << 20, e);
+	r = fsx_read_file(path, &text, 1u << 20, &re);
 	if (r) {
-		if (!must_exist && e && e->sys_errno == ENOENT) {
-			err_clear(e);
+		if (!must_exist && re.sys_errno == ENOENT)
 			r = 0;
-		} else {
-			r = err_set(e, ERR_CONFIG, "%s", e ? e->msg : "cannot read settings file");
-		}
+		else
+			r = err_set(e, ERR_CONFIG, "settings file: %s", re.msg);
 		goto out;
 	}
 	for (line = text.data; line; line = save) {
