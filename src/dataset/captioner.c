@@ -1,0 +1,571 @@
+#include "dataset/captioner.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/fsx.h"
+#include "common/json_util.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+#include "dataset/image.h"
+
+#define CAP_ENDPOINT_SUFFIX "/chat/completions"
+#define CAP_MAX_REPLY (8u << 20)     /* bytes of HTTP reply we keep */
+#define CAP_MAX_STDOUT (1u << 20)    /* bytes of command output we keep */
+#define CAP_MAX_IMAGE (64u << 20)    /* bytes of image we send */
+#define CAP_MAX_RETRY_AFTER_S 60
+
+enum cap_kind { CAP_CMD, CAP_URL };
+
+struct captioner {
+	enum cap_kind kind;
+	struct strv argv;     /* command: words, the path is added per call */
+	char *endpoint;       /* url: full chat-completions URL */
+	char *model, *prompt;
+	char *api_key;
+	int timeout_s, max_tries, backoff_ms;
+	sem_t slots;
+	char *describe;
+};
+
+/* ---- settings ---- */
+
+static int cap_origin_rank(const struct config *c, const char *key)
+{
+	const char *o = config_origin(c, key);
+
+	if (!o || !config_get(c, key) || !*config_get(c, key))
+		return -1;
+	if (!strcmp(o, "flag"))
+		return 3;
+	if (str_starts_with(o, "env"))
+		return 2;
+	if (str_starts_with(o, "file"))
+		return 1;
+	return 0;
+}
+
+int captioner_opts_from_config(struct captioner_opts *o, const struct config *c, struct err *e)
+{
+	int rc = cap_origin_rank(c, "caption.cmd"), ru = cap_origin_rank(c, "caption.url");
+
+	memset(o, 0, sizeof(*o));
+	o->model = config_get(c, "caption.model");
+	o->prompt = config_get(c, "caption.prompt");
+	o->api_key = config_get(c, "caption.api_key");
+	o->timeout_s = (int)config_int(c, "caption.timeout");
+	if (rc < 0 && ru < 0)
+		return ERR_NOTFOUND;
+	if (rc == ru)
+		return err_set(e, ERR_USAGE,
+			       "both caption.cmd (%s) and caption.url (%s) are set; unset one of them",
+			       config_origin(c, "caption.cmd"), config_origin(c, "caption.url"));
+	if (rc > ru)
+		o->cmd = config_get(c, "caption.cmd");
+	else
+		o->url = config_get(c, "caption.url");
+	return 0;
+}
+
+/* ---- building blocks ---- */
+
+char *captioner_base64(const void *data, size_t len)
+{
+	size_t n = 4 * ((len + 2) / 3) + 1;
+	char *out = xmalloc(n);
+	int w;
+
+	if (len > (size_t)INT_MAX / 4 * 3) /* EVP_EncodeBlock counts in int; images are capped far below */
+		abort();
+	w = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+	out[w] = '\0';
+	return out;
+}
+
+char *captioner_endpoint(const char *url)
+{
+	size_t n = strlen(url);
+
+	while (n && url[n - 1] == '/')
+		n--;
+	if (n >= strlen(CAP_ENDPOINT_SUFFIX) &&
+	    !strncmp(url + n - strlen(CAP_ENDPOINT_SUFFIX), CAP_ENDPOINT_SUFFIX,
+		     strlen(CAP_ENDPOINT_SUFFIX)))
+		return xstrndup(url, n);
+	return xasprintf("%.*s%s", (int)n, url, CAP_ENDPOINT_SUFFIX);
+}
+
+json_t *captioner_request(const char *model, const char *prompt, const char *mime,
+			  const void *image, size_t len)
+{
+	char *b64 = captioner_base64(image, len);
+	char *data_url = xasprintf("data:%s;base64,%s", mime, b64);
+	json_t *req;
+
+	free(b64);
+	req = json_pack("{s:s, s:[{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}}]}], s:i}",
+			"model", model ? model : "",
+			"messages",
+			"role", "user",
+			"content",
+			"type", "text", "text", prompt ? prompt : "",
+			"type", "image_url", "image_url", "url", data_url,
+			"max_tokens", 300);
+	free(data_url);
+	return req;
+}
+
+/* The first non-empty line of `s`, control characters replaced, at most
+ * `max` bytes; "" when there is none. */
+static char *cap_first_line(const char *s, size_t len, size_t max)
+{
+	struct buf b = BUF_INIT;
+	size_t i = 0;
+
+	buf_init(&b);
+	while (i < len && (s[i] == '\n' || s[i] == '\r' || s[i] == ' ' || s[i] == '\t'))
+		i++;
+	for (; i < len && s[i] != '\n' && s[i] != '\r' && b.len < max; i++) {
+		unsigned char c = (unsigned char)s[i];
+		buf_putc(&b, c < 0x20 || c == 0x7f ? '?' : (char)c);
+	}
+	/* A cut may split a UTF-8 sequence; drop bytes until it is whole again. */
+	while (b.len && !str_utf8_valid(b.data, b.len))
+		b.data[--b.len] = '\0';
+	return buf_detach(&b, NULL);
+}
+
+/* Accept a caption: UTF-8 without NUL, trimmed, not empty. */
+static int cap_take_text(const char *s, size_t len, const char *who, char **caption,
+			 struct err *e)
+{
+	char *t;
+
+	if (!str_utf8_valid(s, len) || memchr(s, '\0', len))
+		return err_set(e, ERR_FORMAT, "%s returned a caption that is not UTF-8 text", who);
+	t = str_trim(xstrndup(s, len));
+	if (!*t) {
+		free(t);
+		return err_set(e, ERR_FORMAT, "%s returned an empty caption", who);
+	}
+	*caption = t;
+	return 0;
+}
+
+int captioner_parse_reply(long status, const char *body, size_t len, char **caption,
+			  struct err *e)
+{
+	json_t *doc = NULL, *msg, *content;
+	struct err je = { 0 };
+	struct buf text = BUF_INIT;
+	int r;
+
+	*caption = NULL;
+	buf_init(&text);
+	if (len && json_parse(body, len, "caption reply", &doc, &je))
+		doc = NULL;
+	if (status < 200 || status > 299 ||
+	    (json_is_object(doc) && json_object_get(doc, "error") &&
+	     !json_is_null(json_object_get(doc, "error")))) {
+		const json_t *er = json_is_object(doc) ? json_object_get(doc, "error") : NULL;
+		const char *m = NULL;
+		char *line = NULL;
+
+		if (json_is_object(er))
+			m = json_str(er, "message", NULL);
+		else if (json_is_string(er))
+			m = json_string_value(er);
+		if (!m) {
+			line = cap_first_line(body ? body : "", len, 300);
+			m = *line ? line : "no message";
+		}
+		r = err_set(e, ERR_HTTP, "caption server answered HTTP %ld: %s", status, m);
+		free(line);
+		goto out;
+	}
+	if (!doc) {
+		r = err_set(e, ERR_FORMAT, "caption server answered HTTP %ld with no JSON (%s)",
+			    status, je.msg);
+		goto out;
+	}
+	msg = json_object_get(json_array_get(json_object_get(doc, "choices"), 0), "message");
+	content = json_object_get(msg, "content");
+	if (json_is_string(content)) {
+		buf_puts(&text, json_string_value(content));
+	} else if (json_is_array(content)) {
+		size_t i;
+		json_t *part;
+
+		json_array_foreach(content, i, part) {
+			const char *t = json_str(part, "text", NULL);
+
+			if (!t || (json_str(part, "type", NULL) &&
+				   strcmp(json_str(part, "type", ""), "text")))
+				continue;
+			if (text.len)
+				buf_putc(&text, ' ');
+			buf_puts(&text, t);
+		}
+	} else {
+		r = err_set(e, ERR_FORMAT,
+			    "caption server reply has no choices[0].message.content");
+		goto out;
+	}
+	r = cap_take_text(text.data, text.len, "caption server", caption, e);
+out:
+	buf_release(&text);
+	json_decref(doc);
+	return r;
+}
+
+/* ---- making one ---- */
+
+static pthread_once_t cap_curl_once = PTHREAD_ONCE_INIT;
+
+static void cap_curl_init(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int captioner_new(struct captioner **out, const struct captioner_opts *o, struct err *e)
+{
+	struct captioner *c = xcalloc(1, sizeof(*c));
+	int r = 0, parallel;
+
+	*out = NULL;
+	c->timeout_s = o->timeout_s > 0 ? o->timeout_s : 120;
+	c->max_tries = o->max_tries > 0 ? o->max_tries : 3;
+	c->backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 1000;
+	if (o->cmd && *o->cmd) {
+		c->kind = CAP_CMD;
+		r = str_split_words(o->cmd, &c->argv, e);
+		if (r) {
+			err_prefix(e, "caption.cmd");
+			goto fail;
+		}
+		if (!c->argv.n) {
+			r = err_set(e, ERR_USAGE, "caption.cmd is empty; give a program to run");
+			goto fail;
+		}
+		c->describe = xasprintf("command '%s'", c->argv.v[0]);
+		parallel = o->parallel > 0 ? o->parallel : 1;
+	} else if (o->url && *o->url) {
+		c->kind = CAP_URL;
+		if (strncasecmp(o->url, "http://", 7) && strncasecmp(o->url, "https://", 8)) {
+			r = err_set(e, ERR_USAGE, "caption.url '%s' must start with http:// or https://",
+				    o->url);
+			goto fail;
+		}
+		c->endpoint = captioner_endpoint(o->url);
+		c->model = xstrdup(o->model && *o->model ? o->model : "gpt-4o-mini");
+		c->prompt = xstrdup(o->prompt ? o->prompt : "Describe this image in one sentence.");
+		if (o->api_key && *o->api_key) {
+			c->api_key = xstrdup(o->api_key);
+			log_register_secret(c->api_key);
+		}
+		c->describe = xasprintf("url %s", c->endpoint);
+		parallel = o->parallel > 0 ? o->parallel : 4;
+		pthread_once(&cap_curl_once, cap_curl_init);
+	} else {
+		r = err_set(e, ERR_USAGE, "no caption provider: set caption.cmd or caption.url");
+		goto fail;
+	}
+	if (sem_init(&c->slots, 0, (unsigned)parallel)) {
+		r = err_sys(e, ERR_IO, "cannot set up caption slots");
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	strv_release(&c->argv);
+	free(c->endpoint);
+	free(c->model);
+	free(c->prompt);
+	free(c->describe);
+	free(c);
+	return r;
+}
+
+void captioner_free(struct captioner *c)
+{
+	if (!c)
+		return;
+	sem_destroy(&c->slots);
+	strv_release(&c->argv);
+	free(c->endpoint);
+	free(c->model);
+	free(c->prompt);
+	if (c->api_key)
+		freezero(c->api_key, strlen(c->api_key));
+	free(c->describe);
+	free(c);
+}
+
+const char *captioner_describe(const struct captioner *c)
+{
+	return c->describe;
+}
+
+static void cap_slot_take(struct captioner *c)
+{
+	while (sem_wait(&c->slots) && errno == EINTR)
+		;
+}
+
+static void cap_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* ---- command ---- */
+
+static int cap_run_cmd(struct captioner *c, const char *path, char **caption, struct err *e)
+{
+	struct proc_opts po = { .timeout_ms = c->timeout_s * 1000, .max_output = CAP_MAX_STDOUT };
+	struct buf out = BUF_INIT, errout = BUF_INIT;
+	const char **argv = xcalloc(c->argv.n + 2, sizeof(*argv));
+	int r, status = 0;
+
+	buf_init(&out);
+	buf_init(&errout);
+	for (size_t i = 0; i < c->argv.n; i++)
+		argv[i] = c->argv.v[i];
+	argv[c->argv.n] = path; /* one argument, whatever it holds */
+	argv[c->argv.n + 1] = NULL;
+	cap_slot_take(c);
+	r = proc_run(argv, &po, &out, &errout, &status, e);
+	sem_post(&c->slots);
+	if (r == ERR_TIMEOUT) {
+		r = err_set(e, ERR_TIMEOUT, "caption command '%s' did not finish within %d s",
+			    c->argv.v[0], c->timeout_s);
+		goto out;
+	}
+	if (r) {
+		err_prefix(e, "caption command");
+		goto out;
+	}
+	if (status) {
+		char *line = cap_first_line(errout.data, errout.len, 300);
+
+		r = err_set(e, ERR_FAIL, "caption command '%s' failed (exit status %d)%s%s",
+			    c->argv.v[0], status, *line ? ": " : "", line);
+		free(line);
+		goto out;
+	}
+	r = cap_take_text(out.data, out.len, "caption command", caption, e);
+out:
+	buf_release(&out);
+	buf_release(&errout);
+	free(argv);
+	return r;
+}
+
+/* ---- url ---- */
+
+struct cap_http {
+	struct buf body;
+	bool too_big;
+	long retry_after_s; /* -1: none */
+};
+
+static size_t cap_on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct cap_http *h = arg;
+	size_t len = size * n;
+
+	if (h->body.len + len > CAP_MAX_REPLY) {
+		h->too_big = true;
+		return 0;
+	}
+	buf_add(&h->body, p, len);
+	return len;
+}
+
+static size_t cap_on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct cap_http *h = arg;
+	size_t len = size * n;
+	static const char name[] = "retry-after:";
+
+	if (len > sizeof(name) - 1 && !strncasecmp(p, name, sizeof(name) - 1)) {
+		char tmp[32];
+		size_t k = len - (sizeof(name) - 1);
+		unsigned long long v;
+
+		if (k >= sizeof(tmp))
+			k = sizeof(tmp) - 1;
+		memcpy(tmp, p + sizeof(name) - 1, k);
+		tmp[k] = '\0';
+		if (!str_to_u64(str_trim(tmp), &v))
+			h->retry_after_s = v > CAP_MAX_RETRY_AFTER_S ? CAP_MAX_RETRY_AFTER_S : (long)v;
+	}
+	return len;
+}
+
+/* One POST. Returns 0 with *status set when an HTTP answer came back;
+ * otherwise a transport error, with *retry telling whether it is worth
+ * another try. */
+static int cap_post(struct captioner *c, const char *body, size_t len, struct cap_http *h,
+		    long *status, bool *retry, struct err *e)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = NULL;
+	char *auth = NULL;
+	CURL *curl;
+	CURLcode cc;
+	int r = 0;
+
+	*status = 0;
+	*retry = false;
+	curl = curl_easy_init();
+	if (!curl)
+		return err_set(e, ERR_IO, "cannot start an HTTP client");
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	if (c->api_key) {
+		auth = xasprintf("Authorization: Bearer %s", c->api_key);
+		hdrs = curl_slist_append(hdrs, auth);
+	}
+	curl_easy_setopt(curl, CURLOPT_URL, c->endpoint);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(curl, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)c->timeout_s);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long)c->timeout_s);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, cap_on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, h);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, cap_on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, h);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	cc = curl_easy_perform(curl);
+	if (cc == CURLE_OK) {
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
+	} else if (h->too_big) {
+		r = err_set(e, ERR_LIMIT, "caption server reply is larger than %u MiB",
+			    CAP_MAX_REPLY >> 20);
+	} else {
+		curl_off_t connect_us = 0;
+
+		curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us);
+		switch (cc) {
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_GOT_NOTHING:
+		case CURLE_PARTIAL_FILE:
+			*retry = true;
+			break;
+		case CURLE_OPERATION_TIMEDOUT:
+			/* Never connected: a connection error. A slow answer is not retried. */
+			*retry = connect_us == 0;
+			break;
+		default:
+			break;
+		}
+		r = err_set(e, cc == CURLE_OPERATION_TIMEDOUT ? ERR_TIMEOUT : ERR_IO,
+			    "cannot reach caption server %s: %s", c->endpoint,
+			    errbuf[0] ? errbuf : curl_easy_strerror(cc));
+	}
+	curl_easy_cleanup(curl);
+	curl_slist_free_all(hdrs);
+	if (auth)
+		freezero(auth, strlen(auth));
+	return r;
+}
+
+static const char *cap_mime(const void *data, size_t len)
+{
+	switch (img_sniff(data, len)) {
+	case IMG_JPEG: return "image/jpeg";
+	case IMG_PNG: return "image/png";
+	case IMG_WEBP: return "image/webp";
+	default: return NULL;
+	}
+}
+
+static int cap_run_url(struct captioner *c, const char *path, char **caption, struct err *e)
+{
+	struct buf img = BUF_INIT;
+	char *body = NULL;
+	json_t *req = NULL;
+	const char *mime;
+	int r;
+
+	buf_init(&img);
+	r = fsx_read_file(path, &img, CAP_MAX_IMAGE, e);
+	if (r)
+		goto out;
+	mime = cap_mime(img.data, img.len);
+	if (!mime) {
+		r = err_set(e, ERR_FORMAT, "%s is not a JPEG, PNG or WebP image", path);
+		goto out;
+	}
+	req = captioner_request(c->model, c->prompt, mime, img.data, img.len);
+	body = json_dumps(req, JSON_COMPACT);
+	if (!body) {
+		r = err_set(e, ERR_FAIL, "cannot build the caption request");
+		goto out;
+	}
+	for (int attempt = 1;; attempt++) {
+		struct cap_http h = { .retry_after_s = -1 };
+		bool retry = false;
+		long status = 0, wait_ms;
+
+		buf_init(&h.body);
+		cap_slot_take(c);
+		r = cap_post(c, body, strlen(body), &h, &status, &retry, e);
+		sem_post(&c->slots);
+		if (!r) {
+			retry = status == 429 || status >= 500;
+			r = captioner_parse_reply(status, h.body.data, h.body.len, caption, e);
+		}
+		buf_release(&h.body);
+		if (!r || !retry || attempt >= c->max_tries) {
+			if (r && retry)
+				err_prefix(e, "after %d tries", attempt);
+			break;
+		}
+		wait_ms = h.retry_after_s >= 0 ? h.retry_after_s * 1000L
+					       : (long)c->backoff_ms << (attempt - 1);
+		log_info("%s: %s; trying again in %ld ms", path, e->msg, wait_ms);
+		err_clear(e);
+		cap_sleep_ms(wait_ms);
+	}
+out:
+	free(body);
+	json_decref(req);
+	buf_release(&img);
+	return r;
+}
+
+int captioner_caption(struct captioner *c, const char *path, char **caption, struct err *e)
+{
+	struct err local;
+
+	if (!e)
+		e = &local; /* the retry loop reads messages back */
+	err_clear(e);
+	*caption = NULL;
+	if (c->kind == CAP_CMD)
+		return cap_run_cmd(c, path, caption, e);
+	return cap_run_url(c, path, caption, e);
+}
