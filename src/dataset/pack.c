@@ -64,12 +64,17 @@ struct pk_sink {
 	int fd;
 	struct sha256 hash;
 	uint64_t bytes;
+	bool discard; /* the pack failed: let libarchive wind down, write nothing */
 };
 
 static la_ssize_t pk_sink_write(struct archive *a, void *data, const void *buf, size_t len)
 {
 	struct pk_sink *s = data;
 
+	if (s->discard) {
+		archive_set_error(a, ECANCELED, "pack abandoned");
+		return -1;
+	}
 	sha256_update(&s->hash, buf, len);
 	if (fsx_write_all(s->fd, buf, len)) {
 		archive_set_error(a, errno, "%s", strerror(errno));
@@ -232,11 +237,10 @@ int ds_pack_write(const char *root, const char *manifest, size_t manifest_len, i
 	hashing = false;
 	*bytes = sink.bytes;
 out:
-	if (a) {
-		if (r)
-			archive_write_fail(a);
+	/* Not archive_write_fail(): libarchive 3.6 leaks its buffers after it. */
+	sink.discard = r != 0;
+	if (a)
 		archive_write_free(a);
-	}
 	if (hashing)
 		sha256_final(&sink.hash, junk);
 	archive_entry_free(ent);
