@@ -1,0 +1,666 @@
+/* Unit tests for `fix`: caption normalisation, Latin-1 and UTF-16
+ * conversion, trigger insertion, image planning from check facts, and whole
+ * runs on small generated datasets (to a new folder, dry run, in place). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+#include "common/buf.h"
+#include "common/fsx.h"
+#include "common/sha256.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+#include "dataset/fix.h"
+
+static char *base;
+
+static int setup(void **state)
+{
+	char tmpl[] = "/tmp/ferry-fix-XXXXXX";
+
+	base = xstrdup(mkdtemp(tmpl));
+	if (VIPS_INIT("test_fix"))
+		return -1;
+	vips_cache_set_max(0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fsx_remove_tree(base, NULL);
+	free(base);
+	vips_thread_shutdown();
+	return 0;
+}
+
+/* ---- captions ---- */
+
+static void check_norm(const char *in, const char *want)
+{
+	char *got = fix_caption_normalize(in);
+
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void test_normalize(void **state)
+{
+	check_norm("a photo", "a photo");
+	check_norm("\xef\xbb\xbf" "a photo\r\n", "a photo");
+	check_norm("  a\tphoto\r\nof  ohwx \n\n", "a photo of ohwx");
+	check_norm("line one\r\nline two\rthree", "line one line two three");
+	check_norm("bell\x07 and\x7f del", "bell and del");
+	check_norm("caf\xc3\xa9  cr\xc3\xa8me", "caf\xc3\xa9 cr\xc3\xa8me"); /* UTF-8 kept whole */
+	check_norm(" \t\r\n ", "");
+	check_norm("", "");
+	check_norm("\xef\xbb\xbf", "");
+}
+
+static void test_to_utf8(void **state)
+{
+	struct err e = { 0 };
+	const char *from = NULL;
+	char *out = NULL;
+
+	/* Latin-1 letters are the same in Windows-1252. */
+	assert_int_equal(fix_caption_to_utf8("caf\xe9 cr\xe8me", 10, &out, &from, &e), 0);
+	assert_string_equal(out, "caf\xc3\xa9 cr\xc3\xa8me");
+	assert_string_equal(from, "WINDOWS-1252");
+	free(out);
+	/* 0x93/0x94 are curly quotes in Windows-1252, controls in Latin-1. */
+	assert_int_equal(fix_caption_to_utf8("\x93hi\x94 \x80", 6, &out, &from, &e), 0);
+	assert_string_equal(out, "\xe2\x80\x9chi\xe2\x80\x9d \xe2\x82\xac");
+	free(out);
+	/* 0x81 is not in Windows-1252: Latin-1 takes it (U+0081). */
+	assert_int_equal(fix_caption_to_utf8("a\x81z", 3, &out, &from, &e), 0);
+	assert_string_equal(from, "ISO-8859-1");
+	assert_string_equal(out, "a\xc2\x81z");
+	free(out);
+	/* UTF-16 with a byte-order mark. */
+	assert_int_equal(fix_caption_to_utf8("\xff\xfeh\0i\0\xe9\0", 8, &out, &from, &e), 0);
+	assert_string_equal(from, "UTF-16");
+	assert_string_equal(out, "hi\xc3\xa9");
+	free(out);
+	/* NUL bytes do not cut the text short. */
+	assert_int_equal(fix_caption_to_utf8("a\0b\xe9", 4, &out, &from, &e), 0);
+	assert_string_equal(out, "a b\xc3\xa9");
+	free(out);
+}
+
+static void check_trigger(const char *caption, const char *trigger, const char *want)
+{
+	char *got = fix_caption_with_trigger(caption, trigger);
+
+	if (!want) {
+		assert_null(got);
+		return;
+	}
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static void test_trigger(void **state)
+{
+	check_trigger("a photo of a man", "ohwx", "ohwx, a photo of a man");
+	check_trigger("a photo of OHWX man", "ohwx", NULL);      /* any case */
+	check_trigger("ohwx, a photo", "ohwx", NULL);
+	check_trigger("a photo of ohwxman", "ohwx", "ohwx, a photo of ohwxman"); /* not a word */
+	check_trigger("a photo of [trigger]", "ohwx", NULL);    /* the token counts */
+	check_trigger("a photo", NULL, NULL);
+	check_trigger("a photo", "", NULL);
+	check_trigger("", "ohwx", "ohwx");
+	check_trigger("sks dog on grass", "sks dog", NULL);     /* several words */
+}
+
+/* ---- planning ---- */
+
+static struct ds_file fact(const char *rel, enum img_format fmt, unsigned w, unsigned h)
+{
+	struct ds_file f;
+
+	memset(&f, 0, sizeof(f));
+	f.rel = (char *)rel;
+	f.role = DS_ROLE_IMAGE;
+	f.size = 1000;
+	f.img.format = fmt;
+	f.img.width = w;
+	f.img.height = h;
+	f.img.bit_depth = 8;
+	f.img.orientation = 1;
+	return f;
+}
+
+static void test_plan(void **state)
+{
+	struct ds_file f = fact("a.jpg", IMG_JPEG, 1024, 768);
+	unsigned w, h;
+
+	assert_int_equal(fix_plan_image(&f, 2048, 16 << 20), 0);
+	assert_int_equal(fix_plan_image(&f, 1024, 16 << 20), 0); /* exactly max_side */
+	assert_int_equal(fix_plan_image(&f, 1000, 16 << 20), FIX_RESIZE);
+	fix_planned_size(&f.img, 512, &w, &h);
+	assert_int_equal(w, 512);
+	assert_int_equal(h, 384);
+
+	f.img.orientation = 6;
+	assert_int_equal(fix_plan_image(&f, 2048, 0), FIX_ROTATE);
+	fix_planned_size(&f.img, 512, &w, &h); /* turned: 768 wide, 1024 high */
+	assert_int_equal(w, 384);
+	assert_int_equal(h, 512);
+	f.img.orientation = 3;
+	assert_int_equal(fix_plan_image(&f, 2048, 0), FIX_ROTATE);
+	f.img.orientation = 1;
+
+	f.img.alpha = true;
+	assert_int_equal(fix_plan_image(&f, 2048, 0), FIX_FLATTEN);
+	f.img.alpha = false;
+	f.img.cmyk = true;
+	assert_int_equal(fix_plan_image(&f, 2048, 0), FIX_SRGB);
+	f.img.cmyk = false;
+	f.img.gray = true;
+	assert_int_equal(fix_plan_image(&f, 2048, 0), FIX_RGB);
+	f.img.gray = false;
+	f.img.bit_depth = 16;
+	assert_int_equal(fix_plan_image(&f, 2048, 0), FIX_8BIT);
+	f.img.bit_depth = 8;
+	f.img.animated = true;
+	assert_int_equal(fix_plan_image(&f, 2048, 0), FIX_FIRST_FRAME);
+	f.img.animated = false;
+
+	/* Too many bytes for its size: encode again, but only when nothing
+	 * else re-encodes it anyway. */
+	f.size = 20 << 20;
+	assert_int_equal(fix_plan_image(&f, 2048, 16 << 20), FIX_REENCODE);
+	assert_int_equal(fix_plan_image(&f, 2048, 0), 0);
+	assert_int_equal(fix_plan_image(&f, 1000, 16 << 20), FIX_RESIZE);
+	f.size = 1000;
+
+	/* A name that lies: rename only, the bytes stay. */
+	f.rel = "a.png";
+	assert_int_equal(fix_plan_image(&f, 2048, 0), FIX_RENAME);
+	assert_int_equal(fix_plan_image(&f, 2048, 0) & FIX_PIXELS, 0);
+	f.rel = "a.JPEG";
+	assert_int_equal(fix_plan_image(&f, 2048, 0), 0);
+
+	/* Broken images are never planned. */
+	f.status = ERR_CORRUPT;
+	assert_int_equal(fix_plan_image(&f, 10, 0), 0);
+}
+
+/* ---- whole runs ---- */
+
+static char *path_in(const char *dir, const char *rel)
+{
+	return fsx_join(dir, rel);
+}
+
+static void write_text(const char *dir, const char *rel, const char *text, size_t len)
+{
+	char *p = path_in(dir, rel);
+
+	assert_int_equal(fsx_mkdir_parent(p, 0755, NULL), 0);
+	assert_int_equal(fsx_write_atomic(p, text, len, 0644, NULL), 0);
+	free(p);
+}
+
+static char *read_text(const char *dir, const char *rel)
+{
+	char *p = path_in(dir, rel);
+	struct buf b = BUF_INIT;
+
+	buf_init(&b);
+	assert_int_equal(fsx_read_file(p, &b, 0, NULL), 0);
+	free(p);
+	return buf_detach(&b, NULL);
+}
+
+static bool exists(const char *dir, const char *rel)
+{
+	char *p = path_in(dir, rel);
+	struct stat st;
+	bool r = lstat(p, &st) == 0;
+
+	free(p);
+	return r;
+}
+
+/* A noisy image: `bands` 1 (grey), 3 (RGB) or 4 (RGBA); seed varies pixels. */
+static void write_image(const char *dir, const char *rel, const char *fmt, int w, int h,
+			int bands, int seed, int orientation)
+{
+	VipsImage *noise[4] = { NULL }, *joined = NULL, *px = NULL, *tagged = NULL;
+	void *data = NULL;
+	size_t len = 0;
+	char *p = path_in(dir, rel);
+
+	for (int b = 0; b < bands; b++)
+		assert_int_equal(vips_gaussnoise(&noise[b], w, h, "mean", 100.0 + seed * 7 + b * 20,
+						 "sigma", 30.0, "seed", seed * 10 + b, NULL), 0);
+	assert_int_equal(vips_bandjoin(noise, &joined, bands, NULL), 0);
+	assert_int_equal(vips_cast_uchar(joined, &px, NULL), 0);
+	assert_int_equal(vips_copy(px, &tagged, "interpretation",
+				   bands < 3 ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB,
+				   NULL), 0);
+	if (orientation > 1)
+		vips_image_set_int(tagged, VIPS_META_ORIENTATION, orientation);
+	if (!strcmp(fmt, "jpeg"))
+		assert_int_equal(vips_jpegsave_buffer(tagged, &data, &len, "Q", 90, NULL), 0);
+	else if (!strcmp(fmt, "png"))
+		assert_int_equal(vips_pngsave_buffer(tagged, &data, &len, NULL), 0);
+	else
+		assert_int_equal(vips_webpsave_buffer(tagged, &data, &len, NULL), 0);
+	assert_int_equal(fsx_mkdir_parent(p, 0755, NULL), 0);
+	assert_int_equal(fsx_write_atomic(p, data, len, 0644, NULL), 0);
+	g_free(data);
+	for (int b = 0; b < bands; b++)
+		g_object_unref(noise[b]);
+	g_object_unref(joined);
+	g_object_unref(px);
+	g_object_unref(tagged);
+	free(p);
+}
+
+static void copy_file(const char *dir, const char *from, const char *to)
+{
+	char *a = path_in(dir, from), *b = path_in(dir, to);
+
+	assert_int_equal(fsx_copy_file(a, b, 0644, NULL), 0);
+	free(a);
+	free(b);
+}
+
+static void image_size(const char *dir, const char *rel, int *w, int *h, int *bands)
+{
+	char *p = path_in(dir, rel);
+	struct buf b = BUF_INIT;
+	VipsImage *im;
+
+	buf_init(&b);
+	assert_int_equal(fsx_read_file(p, &b, 0, NULL), 0);
+	im = vips_image_new_from_buffer(b.data, b.len, "", NULL);
+	assert_non_null(im);
+	*w = im->Xsize;
+	*h = im->Ysize;
+	*bands = im->Bands;
+	g_object_unref(im);
+	buf_release(&b);
+	free(p);
+}
+
+/* The sample: every kind of repair fix knows, at small sizes. */
+static char *make_dataset(const char *name)
+{
+	char *dir = fsx_join(base, name);
+
+	assert_int_equal(fsx_mkdir_p(dir, 0755, NULL), 0);
+	write_image(dir, "a.jpg", "jpeg", 80, 60, 3, 1, 1);
+	write_text(dir, "a.txt", "ohwx,  a photo\r\nof a cat\r\n", 26);
+	write_image(dir, "big.png", "png", 200, 100, 3, 2, 1);
+	write_text(dir, "big.txt", "ohwx big\n", 9);
+	write_image(dir, "alpha.png", "png", 60, 60, 4, 3, 1);
+	write_text(dir, "alpha.txt", "caf\xe9 au lait", 12);       /* Latin-1, no trigger */
+	write_image(dir, "turned.jpg", "jpeg", 80, 40, 3, 4, 6);
+	write_image(dir, "grey.jpg", "jpeg", 50, 50, 1, 5, 1);
+	write_text(dir, "grey.txt", "ohwx in grey\n", 13);
+	write_image(dir, "lies.png", "jpeg", 40, 40, 3, 6, 1);     /* JPEG named .png */
+	write_text(dir, "lies.txt", "ohwx lies\n", 10);
+	write_image(dir, "same.jpg", "jpeg", 40, 40, 3, 7, 1);
+	write_image(dir, "same.webp", "webp", 40, 40, 3, 8, 1);    /* shares a stem */
+	write_text(dir, "same.txt", "ohwx twins\n", 11);
+	copy_file(dir, "a.jpg", "z_dup.jpg");
+	write_text(dir, "z_dup.txt", "ohwx dup\n", 9);
+	write_text(dir, "orphan.txt", "ohwx nobody\n", 12);
+	write_text(dir, "broken.jpg", "\xff\xd8\xff\xe0 not really", 15);
+	write_text(dir, "notes.md", "# notes\n", 8);
+	write_text(dir, "dataset_info.json", "{\"triggerWords\":[\"ohwx\"]}\n", 26);
+	return dir;
+}
+
+static const struct fix_action *find_action(const struct fix_result *res, const char *path,
+					    const char *action)
+{
+	for (size_t i = 0; i < res->nactions; i++)
+		if (!strcmp(res->actions[i].path, path) && !strcmp(res->actions[i].action, action))
+			return &res->actions[i];
+	return NULL;
+}
+
+static void fix_opts_for(struct fix_opts *o, const char *out)
+{
+	memset(o, 0, sizeof(*o));
+	o->check.min_images = 1;
+	o->check.max_images = 1000;
+	o->check.resolution = 16;
+	o->check.max_side = 100;
+	o->check.max_pixels = 100000000;
+	o->check.max_file_bytes = 16u << 20;
+	o->check.threads = 2;
+	o->out = out;
+	o->default_caption = "a picture";
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* sha256 of every file under dir, as "rel hash\n" lines. */
+static void tree_hashes(const char *dir, const char *rel, struct buf *out)
+{
+	char *p = *rel ? path_in(dir, rel) : xstrdup(dir);
+	DIR *d = opendir(p);
+	struct dirent *de;
+	struct strv names = STRV_INIT;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			strv_push(&names, de->d_name);
+	closedir(d);
+	qsort(names.v, names.n, sizeof(char *), cmp_str);
+	for (size_t i = 0; i < names.n; i++) {
+		char *r = *rel ? xasprintf("%s/%s", rel, names.v[i]) : xstrdup(names.v[i]);
+		char *full = path_in(dir, r), hex[SHA256_HEX_LEN + 1];
+		struct stat st;
+
+		assert_int_equal(lstat(full, &st), 0);
+		if (S_ISDIR(st.st_mode)) {
+			tree_hashes(dir, r, out);
+		} else {
+			assert_int_equal(sha256_file(full, hex, NULL, NULL), 0);
+			buf_printf(out, "%s %s\n", r, hex);
+		}
+		free(full);
+		free(r);
+	}
+	strv_release(&names);
+	free(p);
+}
+
+static void test_run_to_folder(void **state)
+{
+	char *dir = make_dataset("in"), *out = fsx_join(base, "out");
+	struct buf before = BUF_INIT, after = BUF_INIT;
+	struct fix_result res;
+	struct fix_opts o;
+	struct err e = { 0 };
+	const struct fix_action *a;
+	char *t;
+	int w, h, bands;
+
+	buf_init(&before);
+	buf_init(&after);
+	tree_hashes(dir, "", &before);
+	fix_opts_for(&o, out);
+	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
+
+	/* The original is untouched. */
+	tree_hashes(dir, "", &after);
+	assert_string_equal(before.data, after.data);
+
+	/* Images. */
+	assert_non_null(find_action(&res, "a.jpg", "copied"));
+	assert_non_null(find_action(&res, "big.png", "resized"));
+	image_size(out, "big.png", &w, &h, &bands);
+	assert_int_equal(w, 100);
+	assert_int_equal(h, 50);
+	assert_non_null(find_action(&res, "alpha.png", "flattened"));
+	image_size(out, "alpha.png", &w, &h, &bands);
+	assert_int_equal(bands, 3);
+	assert_non_null(find_action(&res, "turned.jpg", "rotated"));
+	image_size(out, "turned.jpg", &w, &h, &bands);
+	assert_int_equal(w, 40);
+	assert_int_equal(h, 80);
+	assert_non_null(find_action(&res, "grey.jpg", "converted_rgb"));
+	image_size(out, "grey.jpg", &w, &h, &bands);
+	assert_int_equal(bands, 3);
+	a = find_action(&res, "lies.png", "renamed");
+	assert_non_null(a);
+	assert_non_null(strstr(a->detail, "lies.jpg"));
+	assert_true(exists(out, "lies.jpg"));
+	assert_false(exists(out, "lies.png"));
+	assert_true(exists(out, "lies.txt"));
+	/* Two images, one stem: the second gets its own name and caption. */
+	a = find_action(&res, "same.webp", "renamed");
+	assert_non_null(a);
+	assert_true(exists(out, "same.jpg"));
+	assert_true(exists(out, "same-2.webp"));
+	t = read_text(out, "same-2.txt");
+	assert_string_equal(t, "ohwx twins\n");
+	free(t);
+	assert_non_null(find_action(&res, "z_dup.jpg", "dropped_duplicate"));
+	assert_false(exists(out, "z_dup.jpg"));
+	assert_false(exists(out, "z_dup.txt"));
+	assert_non_null(find_action(&res, "broken.jpg", "dropped_corrupt"));
+	assert_false(exists(out, "broken.jpg"));
+	assert_non_null(find_action(&res, "orphan.txt", "dropped_orphan_caption"));
+	assert_false(exists(out, "orphan.txt"));
+	assert_non_null(find_action(&res, "notes.md", "skipped"));
+	assert_false(exists(out, "notes.md"));
+	assert_true(exists(out, "dataset_info.json"));
+
+	/* Captions. */
+	assert_non_null(find_action(&res, "a.txt", "caption_normalized"));
+	t = read_text(out, "a.txt");
+	assert_string_equal(t, "ohwx, a photo of a cat\n");
+	free(t);
+	assert_non_null(find_action(&res, "alpha.txt", "caption_converted_utf8"));
+	assert_non_null(find_action(&res, "alpha.txt", "trigger_inserted"));
+	t = read_text(out, "alpha.txt");
+	assert_string_equal(t, "ohwx, caf\xc3\xa9 au lait\n");
+	free(t);
+	assert_non_null(find_action(&res, "turned.jpg", "caption_filled_default"));
+	t = read_text(out, "turned.txt");
+	assert_string_equal(t, "ohwx, a picture\n");
+	free(t);
+	/* A caption that needed nothing is copied byte for byte. */
+	t = read_text(out, "grey.txt");
+	assert_string_equal(t, "ohwx in grey\n");
+	free(t);
+
+	/* Nothing left behind, and the result is clean. */
+	{
+		char *tmpname = xasprintf("%s.tmp-%ld", out, (long)getpid());
+		struct stat st;
+
+		assert_int_not_equal(stat(tmpname, &st), 0);
+		free(tmpname);
+	}
+	assert_non_null(res.checked);
+	assert_true(res.ready);
+	assert_int_equal(res.failures, 0);
+	assert_int_equal(res.checked->warnings, 0);
+	assert_int_equal(res.checked->errors, 0);
+	assert_int_equal(res.checked->images, 8);
+	assert_int_equal(res.checked->captioned, 8);
+	/* Actions come in path order. */
+	for (size_t i = 1; i < res.nactions; i++)
+		assert_true(strcmp(res.actions[i - 1].path, res.actions[i].path) <= 0);
+	{
+		json_t *j = fix_result_json(&res);
+
+		assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "summary"),
+								    "dropped_duplicate")), 1);
+		assert_true(json_is_true(json_object_get(json_object_get(j, "check"), "ready")));
+		json_decref(j);
+	}
+	fix_result_release(&res);
+
+	/* A second run into the same, now non-empty, folder is refused. */
+	assert_int_equal(fix_run(dir, &o, &res, &e), ERR_USAGE);
+	assert_non_null(strstr(e.msg, "not empty"));
+	fix_result_release(&res);
+
+	/* An output inside the dataset is refused. */
+	{
+		char *inside = fsx_join(dir, "fixed");
+
+		o.out = inside;
+		assert_int_equal(fix_run(dir, &o, &res, &e), ERR_USAGE);
+		assert_non_null(strstr(e.msg, "inside"));
+		assert_false(exists(dir, "fixed"));
+		fix_result_release(&res);
+		free(inside);
+	}
+	buf_release(&before);
+	buf_release(&after);
+	free(dir);
+	free(out);
+}
+
+static void test_dry_run(void **state)
+{
+	char *dir = make_dataset("dry"), *out = fsx_join(base, "dry-out");
+	struct buf before = BUF_INIT, after = BUF_INIT;
+	struct fix_result res;
+	struct fix_opts o;
+	struct err e = { 0 };
+
+	buf_init(&before);
+	buf_init(&after);
+	tree_hashes(dir, "", &before);
+	fix_opts_for(&o, out);
+	o.dry_run = true;
+	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
+	assert_true(res.dry_run);
+	assert_null(res.checked);
+	assert_non_null(find_action(&res, "big.png", "resized"));
+	assert_non_null(strstr(find_action(&res, "big.png", "resized")->detail, "100x50"));
+	assert_non_null(find_action(&res, "z_dup.jpg", "dropped_duplicate"));
+	assert_non_null(find_action(&res, "alpha.txt", "trigger_inserted"));
+	assert_false(exists(base, "dry-out"));
+	tree_hashes(dir, "", &after);
+	assert_string_equal(before.data, after.data);
+	fix_result_release(&res);
+	buf_release(&before);
+	buf_release(&after);
+	free(dir);
+	free(out);
+}
+
+static void test_in_place(void **state)
+{
+	char *dir = make_dataset("inplace"), *removed, *a_path = path_in(dir, "a.jpg");
+	char a_before[SHA256_HEX_LEN + 1], a_after[SHA256_HEX_LEN + 1];
+	char *grey_txt_before = read_text(dir, "grey.txt");
+	struct fix_result res;
+	struct fix_opts o;
+	struct err e = { 0 };
+	size_t n;
+
+	assert_int_equal(sha256_file(a_path, a_before, NULL, NULL), 0);
+	fix_opts_for(&o, NULL);
+	o.in_place = true;
+	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
+	assert_true(res.ready);
+	assert_non_null(res.removed);
+	assert_non_null(strstr(res.removed, "/.ferry-removed/"));
+	removed = res.removed;
+	n = strlen(dir);
+	assert_memory_equal(removed, dir, n);
+	removed += n + 1;
+
+	/* Unchanged files stay where they are, byte for byte. */
+	assert_int_equal(sha256_file(a_path, a_after, NULL, NULL), 0);
+	assert_string_equal(a_before, a_after);
+	assert_non_null(find_action(&res, "a.jpg", "kept"));
+	/* Replaced and dropped originals are kept aside. */
+	assert_true(exists(dir, "big.png"));
+	{
+		char *r = xasprintf("%s/big.png", removed);
+		assert_true(exists(dir, r));
+		free(r);
+		r = xasprintf("%s/z_dup.jpg", removed);
+		assert_true(exists(dir, r));
+		free(r);
+		r = xasprintf("%s/broken.jpg", removed);
+		assert_true(exists(dir, r));
+		free(r);
+		r = xasprintf("%s/lies.png", removed);
+		assert_true(exists(dir, r));
+		free(r);
+		r = xasprintf("%s/a.txt", removed);
+		assert_true(exists(dir, r));
+		free(r);
+		r = xasprintf("%s/grey.txt", removed); /* unchanged: not moved */
+		assert_false(exists(dir, r));
+		free(r);
+	}
+	assert_false(exists(dir, "z_dup.jpg"));
+	assert_false(exists(dir, "broken.jpg"));
+	assert_false(exists(dir, "lies.png"));
+	assert_true(exists(dir, "lies.jpg"));
+	assert_true(exists(dir, "notes.md")); /* not ours: left alone */
+	{
+		char *t = read_text(dir, "grey.txt");
+		assert_string_equal(t, grey_txt_before);
+		free(t);
+	}
+	{
+		char *stage = xasprintf(".ferry-fix-%ld", (long)getpid());
+		assert_false(exists(dir, stage));
+		free(stage);
+	}
+	assert_int_equal(res.checked->warnings, 0);
+	fix_result_release(&res);
+
+	/* A second run has nothing left to do. */
+	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
+	assert_null(res.removed);
+	for (size_t i = 0; i < res.nactions; i++)
+		assert_true(!strcmp(res.actions[i].action, "kept") ||
+			    !strcmp(res.actions[i].action, "skipped"));
+	fix_result_release(&res);
+	free(a_path);
+	free(grey_txt_before);
+	free(dir);
+}
+
+static void test_usage(void **state)
+{
+	struct fix_result res;
+	struct fix_opts o;
+	struct err e = { 0 };
+	char *dir = fsx_join(base, "u"), *file = fsx_join(base, "u-file");
+
+	assert_int_equal(fsx_mkdir_p(dir, 0755, NULL), 0);
+	fix_opts_for(&o, NULL);
+	assert_int_equal(fix_run(dir, &o, &res, &e), ERR_USAGE); /* no -o, no --in-place */
+	fix_result_release(&res);
+	assert_int_equal(fsx_write_atomic(file, "x", 1, 0644, NULL), 0);
+	o.out = file;
+	assert_int_equal(fix_run(dir, &o, &res, &e), ERR_USAGE);
+	assert_non_null(strstr(e.msg, "not a folder"));
+	fix_result_release(&res);
+	o.out = "/nonexistent-parent-for-ferry/x";
+	assert_int_not_equal(fix_run("/nonexistent-ferry-dataset", &o, &res, &e), 0);
+	fix_result_release(&res);
+	free(dir);
+	free(file);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_normalize),
+		cmocka_unit_test(test_to_utf8),
+		cmocka_unit_test(test_trigger),
+		cmocka_unit_test(test_plan),
+		cmocka_unit_test(test_run_to_folder),
+		cmocka_unit_test(test_dry_run),
+		cmocka_unit_test(test_in_place),
+		cmocka_unit_test(test_usage),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
