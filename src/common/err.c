@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static void err_vset(struct err *e, int code, const char *fmt, va_list ap)
+static __attribute__((format(printf, 3, 0))) void err_vset(struct err *e, int code,
+							     const char *fmt, va_list ap)
 {
 	e->code = code;
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);

@@ -71,7 +71,8 @@ void log_redact(struct buf *b)
 	pthread_mutex_unlock(&log_lock);
 }
 
-static void log_vwrite(FILE *f, const char *prefix, const char *fmt, va_list ap)
+static __attribute__((format(printf, 3, 0))) void log_vwrite(FILE *f, const char *prefix,
+							       const char *fmt, va_list ap)
 {
 	struct buf b = BUF_INIT;
 
