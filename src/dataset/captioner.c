@@ -531,6 +531,8 @@ static int cap_run_url(struct captioner *c, const char *path, char **caption, st
 		long status = 0, wait_ms;
 
 		buf_init(&h.body);
+		log_debug("POST %s: %s, %zu bytes of image, try %d of %d", c->endpoint, mime,
+			  img.len, attempt, c->max_tries);
 		cap_slot_take(c);
 		r = cap_post(c, body, strlen(body), &h, &status, &retry, e);
 		sem_post(&c->slots);
