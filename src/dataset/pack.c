@@ -648,16 +648,17 @@ static int pk_unpack_entries(struct archive *a, const struct ds_manifest *m, con
 		path = xstrdup(name);
 		if (type == AE_IFDIR && strlen(path) > 1 && path[strlen(path) - 1] == '/')
 			path[strlen(path) - 1] = '\0';
-		if (archive_entry_hardlink(ent))
+		/* Names are printed below: refuse terminal control characters first. */
+		if (str_has_ctrl(path))
+			r = err_set(e, ERR_FORMAT, "an entry's name holds a control character");
+		else if (archive_entry_hardlink(ent))
 			r = err_set(e, ERR_FORMAT, "%s: hard links are not allowed", path);
 		else if (type != AE_IFREG && type != AE_IFDIR)
 			r = err_set(e, ERR_FORMAT, "%s: is %s; only files are allowed", path,
 				    pk_type_name(type));
-		else if (strlen(path) > DS_MANIFEST_PATH_MAX || !fsx_relpath_safe(path) ||
-			 str_has_ctrl(path))
+		else if (strlen(path) > DS_MANIFEST_PATH_MAX || !fsx_relpath_safe(path))
 			r = err_set(e, ERR_FORMAT,
-				    "%s: unsafe path (absolute, '..', '.', empty part or control "
-				    "character)", str_has_ctrl(path) ? "(entry)" : path);
+				    "%s: unsafe path (absolute, '..', '.' or an empty part)", path);
 		if (r)
 			goto next;
 		if (type == AE_IFDIR) {

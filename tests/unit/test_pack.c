@@ -670,6 +670,8 @@ static void test_unpack_refuses(void **state)
 	expect_refused(&l, ERR_FORMAT, "unsafe path");
 	tlist_add(&l, "/tmp/abs.jpg", AE_IFREG, "x", NULL, false);
 	expect_refused(&l, ERR_FORMAT, "/tmp/abs.jpg: unsafe path");
+	tlist_add(&l, "\x1b]0;owned\a.jpg", AE_IFREG, "x", NULL, false);
+	expect_refused(&l, ERR_FORMAT, "an entry's name holds a control character");
 	tlist_add(&l, "link.jpg", AE_IFLNK, NULL, "/etc/passwd", false);
 	expect_refused(&l, ERR_FORMAT, "link.jpg: is a symbolic link");
 	tlist_add(&l, "hard.jpg", AE_IFREG, NULL, "a.jpg", true);
