@@ -453,6 +453,18 @@ static int fix_pixels(const struct ds_file *f, unsigned plan, unsigned max_side,
 			goto vips_failed;
 		cur = t[k++];
 	}
+	/* Flatten first, in the image's own format: libvips 8.14's ICC
+	 * transform to 8 bits clips a 16-bit alpha instead of scaling it. */
+	if (vips_image_hasalpha(cur)) {
+		double max = cur->BandFmt == VIPS_FORMAT_USHORT ? 65535.0 : 255.0;
+		VipsArrayDouble *white = vips_array_double_newv(1, max);
+
+		vr = vips_flatten(cur, &t[k], "background", white, "max_alpha", max, NULL);
+		vips_area_unref(VIPS_AREA(white));
+		if (vr)
+			goto vips_failed;
+		cur = t[k++];
+	}
 	/* Colour: an embedded profile says what the numbers mean; use it to
 	 * reach sRGB. Without one (or when it is unusable) vips_colourspace
 	 * converts CMYK with its built-in profile, 16-bit to 8 and grey to RGB. */
@@ -472,16 +484,6 @@ static int fix_pixels(const struct ds_file *f, unsigned plan, unsigned max_side,
 	if (vips_image_guess_interpretation(cur) != VIPS_INTERPRETATION_sRGB ||
 	    cur->BandFmt != VIPS_FORMAT_UCHAR || cur->Bands < 3) {
 		if (vips_colourspace(cur, &t[k], VIPS_INTERPRETATION_sRGB, NULL))
-			goto vips_failed;
-		cur = t[k++];
-	}
-	if (vips_image_hasalpha(cur)) {
-		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-
-		vr = vips_flatten(cur, &t[k], "background", white, "max_alpha",
-				  cur->BandFmt == VIPS_FORMAT_USHORT ? 65535.0 : 255.0, NULL);
-		vips_area_unref(VIPS_AREA(white));
-		if (vr)
 			goto vips_failed;
 		cur = t[k++];
 	}

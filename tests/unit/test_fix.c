@@ -627,6 +627,70 @@ static void test_in_place(void **state)
 	free(dir);
 }
 
+/* Black at half opacity, 16 bits per channel, with an ICC profile: flattened
+ * onto white it is mid-grey (the alpha is scaled, not clipped). */
+static void test_flatten_16bit(void **state)
+{
+	char *dir = fsx_join(base, "deep"), *out = fsx_join(base, "deep-out");
+	VipsImage *black = NULL, *alpha = NULL, *rgba = NULL, *deep = NULL, *im = NULL;
+	VipsImage *parts[2];
+	struct fix_result res;
+	struct fix_opts o;
+	struct err e = { 0 };
+	void *data = NULL;
+	size_t len = 0;
+	double *px;
+	int n = 0;
+	char *p;
+
+	assert_int_equal(fsx_mkdir_p(dir, 0755, NULL), 0);
+	assert_int_equal(vips_black(&black, 64, 48, "bands", 3, NULL), 0);
+	assert_int_equal(vips_black(&alpha, 64, 48, NULL), 0);
+	{
+		VipsImage *half = NULL;
+
+		assert_int_equal(vips_linear1(alpha, &half, 1.0, 32768.0, NULL), 0);
+		g_object_unref(alpha);
+		alpha = half;
+	}
+	parts[0] = black;
+	parts[1] = alpha;
+	assert_int_equal(vips_bandjoin(parts, &rgba, 2, NULL), 0);
+	assert_int_equal(vips_cast_ushort(rgba, &deep, NULL), 0);
+	assert_int_equal(vips_copy(deep, &im, "interpretation", VIPS_INTERPRETATION_RGB16, NULL), 0);
+	assert_int_equal(vips_pngsave_buffer(im, &data, &len, "bitdepth", 16,
+					     "profile", "srgb", NULL), 0);
+	write_text(dir, "deep.png", data, len);
+	write_text(dir, "deep.txt", "a grey card\n", 12);
+	g_free(data);
+
+	fix_opts_for(&o, out);
+	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
+	assert_non_null(find_action(&res, "deep.png", "flattened"));
+	assert_non_null(find_action(&res, "deep.png", "to_8bit"));
+	fix_result_release(&res);
+
+	p = path_in(out, "deep.png");
+	g_object_unref(im);
+	im = vips_image_new_from_file(p, NULL);
+	assert_non_null(im);
+	assert_int_equal(im->Bands, 3);
+	assert_int_equal(im->BandFmt, VIPS_FORMAT_UCHAR);
+	assert_int_equal(vips_getpoint(im, &px, &n, 10, 10, NULL), 0);
+	assert_int_equal(n, 3);
+	for (int i = 0; i < 3; i++)
+		assert_in_range((int)px[i], 120, 136);
+	g_free(px);
+	g_object_unref(im);
+	g_object_unref(deep);
+	g_object_unref(rgba);
+	g_object_unref(alpha);
+	g_object_unref(black);
+	free(p);
+	free(dir);
+	free(out);
+}
+
 static void test_usage(void **state)
 {
 	struct fix_result res;
@@ -660,6 +724,7 @@ int main(void)
 		cmocka_unit_test(test_run_to_folder),
 		cmocka_unit_test(test_dry_run),
 		cmocka_unit_test(test_in_place),
+		cmocka_unit_test(test_flatten_16bit),
 		cmocka_unit_test(test_usage),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
