@@ -145,6 +145,8 @@ int cmd_dataset_fix(struct cli *cli, int argc, char **argv)
 		return cli_usage("dataset fix", "give -o OUT (a new folder) or --in-place");
 	if (cap_cmd_flag && cap_url_flag)
 		return cli_usage("dataset fix", "give either --caption-cmd or --caption-url, not both");
+	if (o.default_caption && strspn(o.default_caption, " \t\r\n") == strlen(o.default_caption))
+		return cli_usage("dataset fix", "--default-caption is empty");
 	if (config_int(cli->cfg, "dataset.max_side") < 1)
 		return cli_usage("dataset fix", "--max-side must be at least 1");
 

@@ -331,7 +331,6 @@ struct fix_item {
 	bool img_kept;       /* in place: the original stays as it is */
 	bool cap_staged;
 	bool cap_kept;
-	bool has_caption;
 	unsigned failures;
 	struct fix_alist acts;
 };
@@ -788,7 +787,6 @@ static void fix_do_caption(struct fix_ctx *c, struct fix_item *it)
 	}
 	if (!norm)
 		goto out;
-	it->has_caption = true;
 
 	/* Write it, or keep the file as it is. */
 	if (!changed && g && !strcmp(it->cap_rel, g->rel)) {
