@@ -93,7 +93,7 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n(see `ferry help %s`)\n", cmd);
+	fprintf(stderr, "\n(see `ferry %s --help`)\n", cmd);
 	return EXIT_USAGE;
 }
 

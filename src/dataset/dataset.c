@@ -223,7 +223,8 @@ static void ds_pair_captions(struct ds_dataset *ds)
 			caps[ncaps++] = (struct ds_stem){ ds->files[i].rel,
 							  ds_stem_len(ds->files[i].rel), i };
 	}
-	qsort(caps, ncaps, sizeof(*caps), ds_stem_cmp);
+	if (ncaps)
+		qsort(caps, ncaps, sizeof(*caps), ds_stem_cmp);
 	for (size_t i = 0; i < ds->nfiles; i++) {
 		struct ds_file *f = &ds->files[i];
 		struct ds_stem key, *hit;
@@ -277,7 +278,8 @@ int ds_open(struct ds_dataset **out, const char *root, struct err *e)
 		return r;
 	}
 	ds_scan_dir(&st, "");
-	qsort(ds->files, ds->nfiles, sizeof(*ds->files), ds_file_cmp);
+	if (ds->nfiles)
+		qsort(ds->files, ds->nfiles, sizeof(*ds->files), ds_file_cmp);
 	ds_pair_captions(ds);
 	free(st.root_real);
 	*out = ds;
@@ -480,7 +482,57 @@ struct ds_rules {
 	const struct ds_check_opts *o;
 	struct ds_finding *list;
 	size_t n, alloc;
+	size_t *by_hash;     /* image indices sorted by (sha256, index) */
+	size_t *hash_pos;    /* file index -> position in by_hash */
+	size_t nby_hash;
+	size_t *caption_images; /* caption index -> images using it */
 };
+
+static int ds_hash_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct ds_file *files = ctx;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	int c = strcmp(files[x].sha256, files[y].sha256);
+
+	return c ? c : (x < y ? -1 : x > y);
+}
+
+static void ds_rules_index(struct ds_rules *R)
+{
+	struct ds_dataset *ds = R->ds;
+
+	R->by_hash = xcalloc(ds->nfiles + 1, sizeof(*R->by_hash));
+	R->hash_pos = xcalloc(ds->nfiles + 1, sizeof(*R->hash_pos));
+	R->caption_images = xcalloc(ds->nfiles + 1, sizeof(*R->caption_images));
+	for (size_t i = 0; i < ds->nfiles; i++) {
+		const struct ds_file *f = &ds->files[i];
+
+		if (f->role != DS_ROLE_IMAGE)
+			continue;
+		R->by_hash[R->nby_hash++] = i;
+		if (f->pair >= 0)
+			R->caption_images[f->pair]++;
+	}
+	if (R->nby_hash)
+		qsort_r(R->by_hash, R->nby_hash, sizeof(*R->by_hash), ds_hash_cmp, ds->files);
+	for (size_t k = 0; k < R->nby_hash; k++)
+		R->hash_pos[R->by_hash[k]] = k;
+}
+
+/* The first usable image before `idx` with the same bytes, or NULL. Images
+ * are judged in path order, so every earlier one already has its verdict. */
+static const struct ds_file *ds_first_copy(const struct ds_rules *R, size_t idx)
+{
+	const struct ds_file *files = R->ds->files;
+	size_t k = R->hash_pos[idx];
+
+	while (k > 0 && !strcmp(files[R->by_hash[k - 1]].sha256, files[idx].sha256))
+		k--;
+	for (; R->by_hash[k] != idx; k++)
+		if (files[R->by_hash[k]].usable)
+			return &files[R->by_hash[k]];
+	return NULL;
+}
 
 #define FINDING(R, sev, code, path, ...) \
 	ds_add_finding(&(R)->list, &(R)->n, &(R)->alloc, sev, code, path, __VA_ARGS__)
@@ -527,13 +579,11 @@ static void ds_image_rules(struct ds_rules *R, size_t idx)
 	f->usable = true;
 
 	/* Duplicates: the first of a set (in path order) is kept. */
-	for (size_t j = 0; j < idx; j++) {
-		const struct ds_file *g = &ds->files[j];
-		if (g->role == DS_ROLE_IMAGE && g->usable && !strcmp(g->sha256, f->sha256)) {
+	{
+		const struct ds_file *g = ds_first_copy(R, idx);
+		if (g)
 			FINDING(R, DS_SEV_WARNING, "duplicate_image", rel,
 				"identical to %s; remove one (fix keeps the first)", g->rel);
-			break;
-		}
 	}
 	if (im->orientation != 1 && im->orientation >= 5) {
 		unsigned t = w;
@@ -582,7 +632,7 @@ static void ds_caption_rules(struct ds_rules *R, size_t idx)
 	struct ds_dataset *ds = R->ds;
 	struct ds_file *f = &ds->files[idx];
 	const char *rel = f->rel;
-	size_t images = 0;
+	size_t images = R->caption_images[idx];
 
 	if (f->status == ERR_IO) {
 		FINDING(R, DS_SEV_ERROR, "unreadable_file", rel, "%s", f->status_msg);
@@ -597,9 +647,6 @@ static void ds_caption_rules(struct ds_rules *R, size_t idx)
 			"caption is not UTF-8 text; re-save it as UTF-8 (fix converts Latin-1)");
 		return;
 	}
-	for (size_t j = 0; j < ds->nfiles; j++)
-		if (ds->files[j].role == DS_ROLE_IMAGE && ds->files[j].pair == (int)idx)
-			images++;
 	if (!images) {
 		FINDING(R, DS_SEV_WARNING, "orphan_caption", rel,
 			"caption without an image; remove it or add the image");
@@ -667,6 +714,7 @@ static void ds_apply_rules(struct ds_dataset *ds, const struct ds_check_opts *o)
 
 	for (size_t i = 0; i < ds->nfiles; i++)
 		ds->files[i].usable = false;
+	ds_rules_index(&R);
 	if (info >= 0 && ds->files[info].role == DS_ROLE_INFO)
 		ds_info_rules(&R, (size_t)info);
 	free(ds->trigger);
@@ -703,12 +751,16 @@ static void ds_apply_rules(struct ds_dataset *ds, const struct ds_check_opts *o)
 			ds->images, o->max_images);
 
 	/* Dataset-wide findings first, then per-file findings in path order. */
-	qsort(R.list, R.n, sizeof(*R.list), ds_cmp_finding_path);
+	if (R.n)
+		qsort(R.list, R.n, sizeof(*R.list), ds_cmp_finding_path);
 	for (size_t i = 0; i < R.n; i++) {
 		ALLOC_GROW(top.list, top.n + 1, top.alloc);
 		top.list[top.n++] = R.list[i];
 	}
 	free(R.list);
+	free(R.by_hash);
+	free(R.hash_pos);
+	free(R.caption_images);
 	ds->findings = top.list;
 	ds->nfindings = top.n;
 	ds->errors = ds->warnings = 0;
