@@ -53,7 +53,7 @@ start=$(date +%s%N)
 status=0
 "$FERRY" dataset check "$data" >/dev/null || status=$?
 [ "$status" -le 1 ] || { echo "bench/pack.sh: ferry dataset check failed ($status)" >&2; exit 1; }
-printf 'check (once, decodes every image): %.2f s\n' "$(echo "($(date +%s%N) - $start) / 1e9" | bc -l)"
+printf 'check (once, decodes every image): %.2f s\n' "$(echo "($(date +%s%N) - $start) / 1000000000" | bc -l)"
 
 parent=$(dirname "$data")
 name=$(basename "$data")

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <locale.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,73 +118,253 @@ static int pk_changed(struct err *e, const char *abs, const char *what)
 		       abs, what);
 }
 
-/* Stream one listed file into the archive, hashing it on the way. */
-static int pk_stream_file(struct archive *a, struct archive_entry *ent, const char *root,
-			  const struct ds_manifest_file *f, char *chunk, struct err *e)
+/* ---- the reader thread ----
+ * Each byte is hashed twice: as a file (to prove it is what the check saw)
+ * and as part of the archive stream. A reader thread reads and hashes the
+ * files while this thread feeds libarchive and hashes and writes the archive,
+ * so the two hashes run on two cores. They meet in a ring of PK_SLOTS
+ * buffers. */
+
+#define PK_SLOTS 4
+
+enum pk_slot_kind { PK_DATA, PK_FAILED, PK_DONE };
+
+struct pk_slot {
+	enum pk_slot_kind kind;
+	size_t file;  /* index in the manifest */
+	bool first;   /* the file's header goes before these bytes */
+	size_t len;
+	char *data;   /* PK_CHUNK bytes */
+};
+
+struct pk_pipe {
+	const char *root;
+	const struct ds_manifest *m;
+	struct pk_slot slots[PK_SLOTS];
+	size_t head, tail, count; /* the reader fills at head, the writer takes at tail */
+	bool stop;                /* the writer gave up: the reader must quit */
+	pthread_mutex_t lock;
+	pthread_cond_t moved;
+	struct err err;           /* why the reader failed (a PK_FAILED slot says when) */
+};
+
+/* The reader's next empty slot, or NULL when the writer has stopped. */
+static struct pk_slot *pk_slot_fill(struct pk_pipe *p)
 {
-	char *abs = fsx_join(root, f->path);
-	char hex[SHA256_HEX_LEN + 1], what[64];
+	struct pk_slot *s = NULL;
+
+	pthread_mutex_lock(&p->lock);
+	while (p->count == PK_SLOTS && !p->stop)
+		pthread_cond_wait(&p->moved, &p->lock);
+	if (!p->stop)
+		s = &p->slots[p->head % PK_SLOTS];
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+static void pk_slot_filled(struct pk_pipe *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->head++;
+	p->count++;
+	pthread_cond_broadcast(&p->moved);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static struct pk_slot *pk_slot_take(struct pk_pipe *p)
+{
+	struct pk_slot *s;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->count)
+		pthread_cond_wait(&p->moved, &p->lock);
+	s = &p->slots[p->tail % PK_SLOTS];
+	pthread_mutex_unlock(&p->lock);
+	return s;
+}
+
+static void pk_slot_taken(struct pk_pipe *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->tail++;
+	p->count--;
+	pthread_cond_broadcast(&p->moved);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Hand the writer a failure (p->err holds it); `s` may be a slot in hand. */
+static void pk_fail(struct pk_pipe *p, struct pk_slot *s)
+{
+	if (!s && !(s = pk_slot_fill(p)))
+		return;
+	s->kind = PK_FAILED;
+	pk_slot_filled(p);
+}
+
+/* Read everything of `want` bytes unless the file ends first. */
+static ssize_t pk_read_full(int fd, char *buf, size_t want)
+{
+	size_t got = 0;
+
+	while (got < want) {
+		ssize_t n = read(fd, buf + got, want - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (!n)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+/* Read and hash one listed file into slots. False when the pipe stopped. */
+static bool pk_read_file(struct pk_pipe *p, size_t idx)
+{
+	const struct ds_manifest_file *f = &p->m->files[idx];
+	char *abs = fsx_join(p->root, f->path);
+	char hex[SHA256_HEX_LEN + 1], what[64], probe;
+	struct pk_slot *s = NULL;
 	uint64_t left = f->size;
-	bool hashing = false;
+	bool hashing = false, first = true, ok = false;
 	struct sha256 h;
 	struct stat st;
-	int fd, r = 0;
 	ssize_t n;
+	int fd;
 
 	fd = open(abs, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		r = errno == ENOENT ? pk_changed(e, abs, "it is gone")
-				    : err_sys(e, ERR_IO, "cannot open %s", abs);
+		if (errno == ENOENT)
+			pk_changed(&p->err, abs, "it is gone");
+		else
+			err_sys(&p->err, ERR_IO, "cannot open %s", abs);
 		goto out;
 	}
 	if (fstat(fd, &st)) {
-		r = err_sys(e, ERR_IO, "cannot read %s", abs);
+		err_sys(&p->err, ERR_IO, "cannot read %s", abs);
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != f->size) {
 		snprintf(what, sizeof(what), "%lld bytes now, %llu then", (long long)st.st_size,
 			 (unsigned long long)f->size);
-		r = pk_changed(e, abs, what);
+		pk_changed(&p->err, abs, what);
 		goto out;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	if ((r = pk_header(a, ent, f->path, f->size, e)))
-		goto out;
 	sha256_init(&h);
 	hashing = true;
-	while (left) {
-		n = read(fd, chunk, left < PK_CHUNK ? (size_t)left : PK_CHUNK);
-		if (n < 0 && errno == EINTR)
-			continue;
+	do {
+		size_t want = left < PK_CHUNK ? (size_t)left : PK_CHUNK;
+
+		if (!(s = pk_slot_fill(p)))
+			goto out;
+		n = pk_read_full(fd, s->data, want);
 		if (n < 0) {
-			r = err_sys(e, ERR_IO, "cannot read %s", abs);
+			err_sys(&p->err, ERR_IO, "cannot read %s", abs);
 			goto out;
 		}
-		if (!n) {
-			r = pk_changed(e, abs, "it got shorter");
+		if ((size_t)n < want) {
+			pk_changed(&p->err, abs, "it got shorter");
 			goto out;
 		}
-		sha256_update(&h, chunk, (size_t)n);
-		if ((r = pk_data(a, chunk, (size_t)n, e)))
-			goto out;
+		sha256_update(&h, s->data, (size_t)n);
 		left -= (uint64_t)n;
-	}
-	while ((n = read(fd, chunk, 1)) < 0 && errno == EINTR)
-		;
-	if (n > 0) {
-		r = pk_changed(e, abs, "it got longer");
-		goto out;
-	}
-	sha256_final(&h, hex);
-	hashing = false;
-	if (strcmp(hex, f->sha256))
-		r = pk_changed(e, abs, "its SHA-256 differs");
+		if (!left) {
+			if (pk_read_full(fd, &probe, 1) > 0) {
+				pk_changed(&p->err, abs, "it got longer");
+				goto out;
+			}
+			sha256_final(&h, hex);
+			hashing = false;
+			if (strcmp(hex, f->sha256)) {
+				pk_changed(&p->err, abs, "its SHA-256 differs");
+				goto out;
+			}
+		}
+		s->kind = PK_DATA;
+		s->file = idx;
+		s->first = first;
+		s->len = (size_t)n;
+		pk_slot_filled(p);
+		s = NULL;
+		first = false;
+	} while (left);
+	ok = true;
 out:
+	if (!ok && p->err.code)
+		pk_fail(p, s);
 	if (hashing)
 		sha256_final(&h, hex);
 	if (fd >= 0)
 		close(fd);
 	free(abs);
+	return ok;
+}
+
+static void *pk_reader(void *arg)
+{
+	struct pk_pipe *p = arg;
+	struct pk_slot *s;
+
+	for (size_t i = 0; i < p->m->nfiles; i++)
+		if (!pk_read_file(p, i))
+			return NULL;
+	if ((s = pk_slot_fill(p))) {
+		s->kind = PK_DONE;
+		pk_slot_filled(p);
+	}
+	return NULL;
+}
+
+/* Write every listed file into the archive as the reader hands it over. */
+static int pk_write_files(struct archive *a, struct archive_entry *ent, const char *root,
+			  const struct ds_manifest *m, struct err *e)
+{
+	struct pk_pipe p = { .root = root, .m = m };
+	pthread_t reader;
+	int r = 0;
+
+	pthread_mutex_init(&p.lock, NULL);
+	pthread_cond_init(&p.moved, NULL);
+	for (size_t i = 0; i < PK_SLOTS; i++)
+		p.slots[i].data = xmalloc(PK_CHUNK);
+	if (pthread_create(&reader, NULL, pk_reader, &p)) {
+		r = err_set(e, ERR_IO, "cannot start a reader thread");
+		goto out;
+	}
+	while (!r) {
+		struct pk_slot *s = pk_slot_take(&p);
+
+		if (s->kind == PK_DONE) {
+			pk_slot_taken(&p);
+			break;
+		}
+		if (s->kind == PK_FAILED) {
+			r = p.err.code;
+			if (e)
+				*e = p.err;
+		} else {
+			const struct ds_manifest_file *f = &m->files[s->file];
+
+			if (s->first)
+				r = pk_header(a, ent, f->path, f->size, e);
+			if (!r && s->len)
+				r = pk_data(a, s->data, s->len, e);
+		}
+		pk_slot_taken(&p);
+	}
+	pthread_mutex_lock(&p.lock);
+	p.stop = true;
+	pthread_cond_broadcast(&p.moved);
+	pthread_mutex_unlock(&p.lock);
+	pthread_join(reader, NULL);
+out:
+	for (size_t i = 0; i < PK_SLOTS; i++)
+		free(p.slots[i].data);
+	pthread_cond_destroy(&p.moved);
+	pthread_mutex_destroy(&p.lock);
 	return r;
 }
 
@@ -196,7 +377,7 @@ int ds_pack_write(const char *root, const char *manifest, size_t manifest_len, i
 	struct archive_entry *ent = NULL;
 	struct archive *a = NULL;
 	struct buf sums = BUF_INIT;
-	char *chunk = NULL, junk[SHA256_HEX_LEN + 1];
+	char junk[SHA256_HEX_LEN + 1];
 	bool hashing = false;
 	int r;
 
@@ -225,10 +406,8 @@ int ds_pack_write(const char *root, const char *manifest, size_t manifest_len, i
 	    (r = pk_header(a, ent, DS_SUMS_NAME, sums.len, e)) ||
 	    (r = pk_data(a, sums.data, sums.len, e)))
 		goto out;
-	chunk = xmalloc(PK_CHUNK);
-	for (size_t i = 0; i < m->nfiles; i++)
-		if ((r = pk_stream_file(a, ent, root, &m->files[i], chunk, e)))
-			goto out;
+	if (m->nfiles && (r = pk_write_files(a, ent, root, m, e)))
+		goto out;
 	if (archive_write_close(a) != ARCHIVE_OK) {
 		r = err_set(e, ERR_IO, "cannot finish the archive: %s", archive_error_string(a));
 		goto out;
@@ -247,7 +426,6 @@ out:
 	pk_locale_leave(&loc);
 	ds_manifest_free(m);
 	buf_release(&sums);
-	free(chunk);
 	return r;
 }
 
