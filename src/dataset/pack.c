@@ -114,7 +114,7 @@ static int pk_data(struct archive *a, const void *data, size_t len, struct err *
 static int pk_changed(struct err *e, const char *abs, const char *what)
 {
 	return err_set(e, ERR_CHANGED,
-		       "%s changed since it was checked (%s); check the dataset and pack again",
+		       "%s changed since it was checked (%s); pack again",
 		       abs, what);
 }
 
