@@ -3,9 +3,10 @@
 # baseline `tar -cf - DIR | tee OUT2 | sha256sum` (which also writes an
 # archive and hashes it, but checks nothing and hashes no single file).
 #
-# The dataset (default 1100 MiB of realistic JPEG/PNG pictures with captions,
-# from tests/integ/gen_dataset.sh big) is generated once and kept under
-# bench/out/. `ferry dataset check` runs once first, so pack reuses its
+# The dataset (1100 MiB of realistic JPEG/PNG pictures with captions, from
+# tests/integ/gen_dataset.sh big) is generated once and kept under
+# bench/out/; a larger SIZE_MB is made of as many copies of it as it takes,
+# in subfolders. `ferry dataset check` runs once first, so pack reuses its
 # verdicts as it would in real use; ferry's archive cache is cleared before
 # every ferry run so that it really packs. The two commands alternate, 5 runs
 # each (RUNS=N to change), so the page cache warms both alike. Prints the
@@ -20,10 +21,12 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(dirname "$here")
-mb=${1:-1100}
+base_mb=1100
+mb=${1:-$base_mb}
 runs=${RUNS:-5}
 FERRY=${FERRY:-$src/build/ferry}
 out=$here/out
+base=$out/pack-$base_mb
 data=$out/pack-$mb
 work=$out/pack-work
 
@@ -32,17 +35,30 @@ work=$out/pack-work
 [ -x /usr/bin/time ] || { echo "bench/pack.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
 mkdir -p "$out"
+if [ ! -f "$base.done" ]; then
+	echo "generating a ${base_mb} MiB dataset in $base (once) ..."
+	rm -rf "$base"
+	bash "$src/tests/integ/gen_dataset.sh" big "$base" "$base_mb"
+	touch "$base.done"
+fi
 if [ ! -f "$data.done" ]; then
-	echo "generating a ${mb} MiB dataset in $data (once) ..."
+	echo "assembling a ${mb} MiB dataset in $data from copies of $base (once) ..."
 	rm -rf "$data"
-	bash "$src/tests/integ/gen_dataset.sh" big "$data" "$mb"
+	mkdir -p "$data"
+	cp "$base/dataset_info.json" "$data/"
+	for ((n = 1; n * base_mb < mb + base_mb; n++)); do
+		mkdir "$data/copy$n"
+		find "$base" -maxdepth 1 -type f -name 'big_*' -exec cp -t "$data/copy$n" {} +
+	done
 	touch "$data.done"
 fi
 
 # ferry's own settings and caches, away from the user's.
 rm -rf "$work"
-mkdir -p "$work/config" "$work/cache"
+mkdir -p "$work/config/ferry" "$work/cache"
 export XDG_CONFIG_HOME=$work/config XDG_CACHE_HOME=$work/cache
+# Copies hold more images than the default limit of 1000.
+printf 'dataset.max_images = 1000000\n' >"$work/config/ferry/config"
 unset FERRY_CACHE_DIR FERRY_THREADS
 
 bytes=$(du -sb "$data" | cut -f1)
