@@ -12,7 +12,7 @@ const char cmd_dataset_usage[] =
 	"usage: ferry dataset check DIR [options]\n"
 	"       ferry dataset fix DIR (-o OUT | --in-place) [options]\n"
 	"       ferry dataset pack DIR [-o FILE] [--force] [--json]\n"
-	"       ferry dataset unpack ARCHIVE DIR\n"
+	"       ferry dataset unpack ARCHIVE DIR [--json]\n"
 	"\n"
 	"A dataset is a folder of images (.jpg .jpeg .png .webp, any case; subfolders\n"
 	"are walked; dot-files, __MACOSX/ and ._* are skipped), optional same-stem .txt\n"

@@ -486,6 +486,7 @@ struct ds_rules {
 	size_t *hash_pos;    /* file index -> position in by_hash */
 	size_t nby_hash;
 	size_t *caption_images; /* caption index -> images using it */
+	bool *caption_live;     /* caption index -> a usable image uses it */
 };
 
 static int ds_hash_cmp(const void *a, const void *b, void *ctx)
@@ -504,6 +505,7 @@ static void ds_rules_index(struct ds_rules *R)
 	R->by_hash = xcalloc(ds->nfiles + 1, sizeof(*R->by_hash));
 	R->hash_pos = xcalloc(ds->nfiles + 1, sizeof(*R->hash_pos));
 	R->caption_images = xcalloc(ds->nfiles + 1, sizeof(*R->caption_images));
+	R->caption_live = xcalloc(ds->nfiles + 1, sizeof(*R->caption_live));
 	for (size_t i = 0; i < ds->nfiles; i++) {
 		const struct ds_file *f = &ds->files[i];
 
@@ -652,6 +654,10 @@ static void ds_caption_rules(struct ds_rules *R, size_t idx)
 			"caption without an image; remove it or add the image");
 		return;
 	}
+	/* The caption of an image refused by an error goes with it (the image's
+	 * finding says why); packing it alone would make an orphan. */
+	if (!R->caption_live[idx])
+		return;
 	f->usable = true;
 	if (images > 1)
 		FINDING(R, DS_SEV_WARNING, "shared_caption", rel,
@@ -720,12 +726,17 @@ static void ds_apply_rules(struct ds_dataset *ds, const struct ds_check_opts *o)
 	free(ds->trigger);
 	ds->trigger = o->trigger && *o->trigger ? xstrdup(o->trigger) : ds_trigger_from_info(ds->info);
 
+	/* Images first: a caption is only as usable as the images it describes. */
 	for (size_t i = 0; i < ds->nfiles; i++) {
-		if (ds->files[i].role == DS_ROLE_IMAGE)
-			ds_image_rules(&R, i);
-		else if (ds->files[i].role == DS_ROLE_CAPTION)
-			ds_caption_rules(&R, i);
+		if (ds->files[i].role != DS_ROLE_IMAGE)
+			continue;
+		ds_image_rules(&R, i);
+		if (ds->files[i].usable && ds->files[i].pair >= 0)
+			R.caption_live[ds->files[i].pair] = true;
 	}
+	for (size_t i = 0; i < ds->nfiles; i++)
+		if (ds->files[i].role == DS_ROLE_CAPTION)
+			ds_caption_rules(&R, i);
 
 	ds->images = ds->captioned = 0;
 	ds->bytes = 0;
@@ -761,6 +772,7 @@ static void ds_apply_rules(struct ds_dataset *ds, const struct ds_check_opts *o)
 	free(R.by_hash);
 	free(R.hash_pos);
 	free(R.caption_images);
+	free(R.caption_live);
 	ds->findings = top.list;
 	ds->nfindings = top.n;
 	ds->errors = ds->warnings = 0;

@@ -332,7 +332,7 @@ gen_big() {
 			printf '%s\n' "$((i + b))" "$tmp" "$DIR"
 		done | xargs -d '\n' -n 3 -P "$JOBS" bash "$SELF" __big_one
 		i=$((i + n))
-		total=$(find "$DIR" -type f -name 'big_*' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+		total=$(find "$DIR" -type f -name 'big_*' -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }')
 	done
 }
 

@@ -187,6 +187,7 @@ static void test_errors(void **state)
 	opts(&o);
 	write_text("zero.png", "");
 	write_text("text.jpg", "this is not an image at all");
+	write_text("text.txt", "the caption of a broken image");
 	write_text("latin.txt", "caf\xe9");
 	write_jpeg("latin.jpg", 96, 96, 11);
 	write_text("dataset_info.json", "{broken");
@@ -217,6 +218,9 @@ static void test_errors(void **state)
 	assert_false(ds->ready);
 	assert_false(ds->files[ds_find(ds, "zero.png")].usable);
 	assert_true(ds->files[ds_find(ds, "latin.jpg")].usable);
+	/* the caption of a refused image is not packed, and is no orphan */
+	assert_false(ds->files[ds_find(ds, "text.txt")].usable);
+	assert_null(finding(ds, "orphan_caption", "text.txt"));
 	ds_free(ds);
 	free(outside);
 	free(link);
