@@ -32,6 +32,17 @@ int cli_uint(const char *opt, const char *value, unsigned long long *out);
 /* Set a config key from a command's flag, complaining on a bad value. */
 int cli_set(struct cli *cli, const char *key, const char *value);
 
+/* A command-line option that stands for a setting. */
+struct cli_flag_setting {
+	int opt;
+	const char *key;
+};
+
+/* When option `c` is in `map`, set its setting from `arg`: returns 0 when set,
+ * an exit status when the value is bad, -1 when `c` is not in the map. */
+int cli_flag_setting(struct cli *cli, const struct cli_flag_setting *map, size_t n,
+		     int c, const char *arg);
+
 int cmd_config(struct cli *cli, int argc, char **argv);
 int cmd_dataset(struct cli *cli, int argc, char **argv);
 int cmd_dataset_check(struct cli *cli, int argc, char **argv);

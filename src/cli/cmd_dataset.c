@@ -62,7 +62,7 @@ int cmd_dataset_check(struct cli *cli, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const struct { int opt; const char *key; } flag_keys[] = {
+	static const struct cli_flag_setting flag_keys[] = {
 		{ 'm', "dataset.min_images" }, { 'M', "dataset.max_images" },
 		{ 't', "dataset.trigger" }, { 'r', "dataset.resolution" },
 	};
@@ -73,16 +73,11 @@ int cmd_dataset_check(struct cli *cli, int argc, char **argv)
 	int c, status;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		bool mapped = false;
-
-		for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++) {
-			if (flag_keys[i].opt == c) {
-				if ((status = cli_set(cli, flag_keys[i].key, optarg)))
-					return status;
-				mapped = true;
-			}
-		}
-		if (mapped)
+		status = cli_flag_setting(cli, flag_keys, sizeof(flag_keys) / sizeof(flag_keys[0]),
+					  c, optarg);
+		if (status > 0)
+			return status;
+		if (status == 0)
 			continue;
 		switch (c) {
 		case 'j': json = true; break;

@@ -97,7 +97,7 @@ int cmd_dataset_fix(struct cli *cli, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const struct { int opt; const char *key; } flag_keys[] = {
+	static const struct cli_flag_setting flag_keys[] = {
 		{ O_MAXSIDE, "dataset.max_side" }, { O_TRIGGER, "dataset.trigger" },
 		{ O_CAPCMD, "caption.cmd" }, { O_CAPURL, "caption.url" },
 		{ O_CAPMODEL, "caption.model" }, { O_MIN, "dataset.min_images" },
@@ -112,20 +112,15 @@ int cmd_dataset_fix(struct cli *cli, int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-		bool mapped = false;
-
-		for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++) {
-			if (flag_keys[i].opt == c) {
-				if ((status = cli_set(cli, flag_keys[i].key, optarg)))
-					return status;
-				mapped = true;
-			}
-		}
+		status = cli_flag_setting(cli, flag_keys, sizeof(flag_keys) / sizeof(flag_keys[0]),
+					  c, optarg);
+		if (status > 0)
+			return status;
 		if (c == O_CAPCMD)
 			cap_cmd_flag = true;
 		if (c == O_CAPURL)
 			cap_url_flag = true;
-		if (mapped)
+		if (status == 0)
 			continue;
 		switch (c) {
 		case 'o': o.out = optarg; break;

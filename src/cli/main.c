@@ -115,6 +115,15 @@ int cli_set(struct cli *cli, const char *key, const char *value)
 	return 0;
 }
 
+int cli_flag_setting(struct cli *cli, const struct cli_flag_setting *map, size_t n,
+		     int c, const char *arg)
+{
+	for (size_t i = 0; i < n; i++)
+		if (map[i].opt == c)
+			return cli_set(cli, map[i].key, arg);
+	return -1;
+}
+
 static void apply_log_level(const char *name)
 {
 	static const char *names[] = { "error", "warn", "info", "debug", "trace" };

@@ -82,6 +82,18 @@ static char *verdict_key(const char *root_real, const struct ds_file *f)
 	return xasprintf("%s/%s", root_real, f->rel);
 }
 
+/* Bind the key columns (path, size, mtime, dev, ino, version) as ?1..?6. */
+static void verdict_bind_key(sqlite3_stmt *st, const char *key, const struct ds_file *f)
+{
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)f->size);
+	sqlite3_bind_int64(st, 3, f->mtime_ns);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)f->dev);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)f->ino);
+	sqlite3_bind_int(st, 6, VERDICT_VERSION);
+}
+
 static char *column_dup(sqlite3_stmt *st, int col)
 {
 	const unsigned char *s = sqlite3_column_text(st, col);
@@ -95,13 +107,7 @@ bool verdict_lookup(struct verdict_cache *vc, const char *root_real, struct ds_f
 	sqlite3_stmt *st = vc->get;
 	bool hit = false;
 
-	sqlite3_reset(st);
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)f->size);
-	sqlite3_bind_int64(st, 3, f->mtime_ns);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)f->dev);
-	sqlite3_bind_int64(st, 5, (sqlite3_int64)f->ino);
-	sqlite3_bind_int(st, 6, VERDICT_VERSION);
+	verdict_bind_key(st, key, f);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		const char *sha = (const char *)sqlite3_column_text(st, 2);
 		int flags = sqlite3_column_int(st, 7);
@@ -150,13 +156,7 @@ int verdict_store(struct verdict_cache *vc, const char *root_real, const struct 
 		if (!f->examined || f->status == ERR_IO || !f->sha256[0])
 			continue;
 		key = verdict_key(root_real, f);
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(st, 2, (sqlite3_int64)f->size);
-		sqlite3_bind_int64(st, 3, f->mtime_ns);
-		sqlite3_bind_int64(st, 4, (sqlite3_int64)f->dev);
-		sqlite3_bind_int64(st, 5, (sqlite3_int64)f->ino);
-		sqlite3_bind_int(st, 6, VERDICT_VERSION);
+		verdict_bind_key(st, key, f);
 		sqlite3_bind_int(st, 7, f->status);
 		if (f->status_msg)
 			sqlite3_bind_text(st, 8, f->status_msg, -1, SQLITE_TRANSIENT);
