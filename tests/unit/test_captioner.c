@@ -23,14 +23,13 @@
 #include "common/xalloc.h"
 #include "config/config.h"
 #include "dataset/captioner.h"
+#include "testutil.h"
 
 static char *tmp;
 
 static int setup(void **state)
 {
-	char tmpl[] = "/tmp/ferry-cap-XXXXXX";
-
-	tmp = xstrdup(mkdtemp(tmpl));
+	tmp = tu_mkdtemp("cap");
 	return 0;
 }
 

@@ -12,51 +12,33 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <turbojpeg.h>
 #include <unistd.h>
 
 #include "common/fsx.h"
 #include "common/xalloc.h"
 #include "dataset/dataset.h"
+#include "testutil.h"
 
 static char *root, *cache;
 
-/* A w x h JPEG whose pixels depend on seed, so different seeds differ. */
 static void write_jpeg(const char *rel, int w, int h, int seed)
 {
-	tjhandle tj = tjInitCompress();
-	unsigned char *px = xmalloc((size_t)w * h * 3), *jpg = NULL;
-	unsigned long len = 0;
-	char *path = fsx_join(root, rel);
-
-	for (int i = 0; i < w * h * 3; i++)
-		px[i] = (unsigned char)((i * 7 + seed * 31) ^ (i >> 5));
-	assert_int_equal(tjCompress2(tj, px, w, 0, h, TJPF_RGB, &jpg, &len, TJSAMP_420, 90, 0), 0);
-	assert_int_equal(fsx_mkdir_parent(path, 0755, NULL), 0);
-	assert_int_equal(fsx_write_atomic(path, jpg, len, 0644, NULL), 0);
-	tjFree(jpg);
-	tjDestroy(tj);
-	free(px);
-	free(path);
+	tu_write_jpeg(root, rel, w, h, seed);
 }
 
 static void write_text(const char *rel, const char *text)
 {
-	char *path = fsx_join(root, rel);
-
-	assert_int_equal(fsx_mkdir_parent(path, 0755, NULL), 0);
-	assert_int_equal(fsx_write_atomic(path, text, strlen(text), 0644, NULL), 0);
-	free(path);
+	tu_write_text(root, rel, text);
 }
 
 static int setup(void **state)
 {
-	char tmpl[] = "/tmp/ferry-ds-XXXXXX";
-	char *base = mkdtemp(tmpl);
+	char *base = tu_mkdtemp("ds");
 
 	root = fsx_join(base, "set");
 	cache = fsx_join(base, "cache");
 	assert_int_equal(fsx_mkdir_p(root, 0755, NULL), 0);
+	free(base);
 	return 0;
 }
 

@@ -21,14 +21,13 @@
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "dataset/fix.h"
+#include "testutil.h"
 
 static char *base;
 
 static int setup(void **state)
 {
-	char tmpl[] = "/tmp/ferry-fix-XXXXXX";
-
-	base = xstrdup(mkdtemp(tmpl));
+	base = tu_mkdtemp("fix");
 	if (VIPS_INIT("test_fix"))
 		return -1;
 	vips_cache_set_max(0);
@@ -205,15 +204,6 @@ static char *path_in(const char *dir, const char *rel)
 	return fsx_join(dir, rel);
 }
 
-static void write_text(const char *dir, const char *rel, const char *text, size_t len)
-{
-	char *p = path_in(dir, rel);
-
-	assert_int_equal(fsx_mkdir_parent(p, 0755, NULL), 0);
-	assert_int_equal(fsx_write_atomic(p, text, len, 0644, NULL), 0);
-	free(p);
-}
-
 static char *read_text(const char *dir, const char *rel)
 {
 	char *p = path_in(dir, rel);
@@ -305,25 +295,25 @@ static char *make_dataset(const char *name)
 
 	assert_int_equal(fsx_mkdir_p(dir, 0755, NULL), 0);
 	write_image(dir, "a.jpg", "jpeg", 80, 60, 3, 1, 1);
-	write_text(dir, "a.txt", "ohwx,  a photo\r\nof a cat\r\n", 26);
+	tu_write_file(dir, "a.txt", "ohwx,  a photo\r\nof a cat\r\n", 26);
 	write_image(dir, "big.png", "png", 200, 100, 3, 2, 1);
-	write_text(dir, "big.txt", "ohwx big\n", 9);
+	tu_write_file(dir, "big.txt", "ohwx big\n", 9);
 	write_image(dir, "alpha.png", "png", 60, 60, 4, 3, 1);
-	write_text(dir, "alpha.txt", "caf\xe9 au lait", 12);       /* Latin-1, no trigger */
+	tu_write_file(dir, "alpha.txt", "caf\xe9 au lait", 12);       /* Latin-1, no trigger */
 	write_image(dir, "turned.jpg", "jpeg", 80, 40, 3, 4, 6);
 	write_image(dir, "grey.jpg", "jpeg", 50, 50, 1, 5, 1);
-	write_text(dir, "grey.txt", "ohwx in grey\n", 13);
+	tu_write_file(dir, "grey.txt", "ohwx in grey\n", 13);
 	write_image(dir, "lies.png", "jpeg", 40, 40, 3, 6, 1);     /* JPEG named .png */
-	write_text(dir, "lies.txt", "ohwx lies\n", 10);
+	tu_write_file(dir, "lies.txt", "ohwx lies\n", 10);
 	write_image(dir, "same.jpg", "jpeg", 40, 40, 3, 7, 1);
 	write_image(dir, "same.webp", "webp", 40, 40, 3, 8, 1);    /* shares a stem */
-	write_text(dir, "same.txt", "ohwx twins\n", 11);
+	tu_write_file(dir, "same.txt", "ohwx twins\n", 11);
 	copy_file(dir, "a.jpg", "z_dup.jpg");
-	write_text(dir, "z_dup.txt", "ohwx dup\n", 9);
-	write_text(dir, "orphan.txt", "ohwx nobody\n", 12);
-	write_text(dir, "broken.jpg", "\xff\xd8\xff\xe0 not really", 15);
-	write_text(dir, "notes.md", "# notes\n", 8);
-	write_text(dir, "dataset_info.json", "{\"triggerWords\":[\"ohwx\"]}\n", 26);
+	tu_write_file(dir, "z_dup.txt", "ohwx dup\n", 9);
+	tu_write_file(dir, "orphan.txt", "ohwx nobody\n", 12);
+	tu_write_file(dir, "broken.jpg", "\xff\xd8\xff\xe0 not really", 15);
+	tu_write_file(dir, "notes.md", "# notes\n", 8);
+	tu_write_file(dir, "dataset_info.json", "{\"triggerWords\":[\"ohwx\"]}\n", 26);
 	return dir;
 }
 
@@ -660,8 +650,8 @@ static void test_flatten_16bit(void **state)
 	assert_int_equal(vips_copy(deep, &im, "interpretation", VIPS_INTERPRETATION_RGB16, NULL), 0);
 	assert_int_equal(vips_pngsave_buffer(im, &data, &len, "bitdepth", 16,
 					     "profile", "srgb", NULL), 0);
-	write_text(dir, "deep.png", data, len);
-	write_text(dir, "deep.txt", "a grey card\n", 12);
+	tu_write_file(dir, "deep.png", data, len);
+	tu_write_file(dir, "deep.txt", "a grey card\n", 12);
 	g_free(data);
 
 	fix_opts_for(&o, out);

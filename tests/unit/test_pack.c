@@ -18,7 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <turbojpeg.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -29,14 +28,13 @@
 #include "dataset/dataset.h"
 #include "dataset/manifest.h"
 #include "dataset/pack.h"
+#include "testutil.h"
 
 static char *base;
 
 static int setup(void **state)
 {
-	char tmpl[] = "/tmp/ferry-pack-XXXXXX";
-
-	base = xstrdup(mkdtemp(tmpl));
+	base = tu_mkdtemp("pack");
 	return 0;
 }
 
@@ -52,33 +50,10 @@ static char *path_in(const char *dir, const char *rel)
 	return fsx_join(dir, rel);
 }
 
-/* A w x h JPEG whose pixels depend on seed. */
+/* The files these tests pack: 80 x 64 JPEGs. */
 static void write_jpeg(const char *dir, const char *rel, int seed)
 {
-	tjhandle tj = tjInitCompress();
-	int w = 80, h = 64;
-	unsigned char *px = xmalloc((size_t)w * h * 3), *jpg = NULL;
-	unsigned long len = 0;
-	char *path = path_in(dir, rel);
-
-	for (int i = 0; i < w * h * 3; i++)
-		px[i] = (unsigned char)((i * 7 + seed * 31) ^ (i >> 5));
-	assert_int_equal(tjCompress2(tj, px, w, 0, h, TJPF_RGB, &jpg, &len, TJSAMP_420, 90, 0), 0);
-	assert_int_equal(fsx_mkdir_parent(path, 0755, NULL), 0);
-	assert_int_equal(fsx_write_atomic(path, jpg, len, 0644, NULL), 0);
-	tjFree(jpg);
-	tjDestroy(tj);
-	free(px);
-	free(path);
-}
-
-static void write_text(const char *dir, const char *rel, const char *text)
-{
-	char *path = path_in(dir, rel);
-
-	assert_int_equal(fsx_mkdir_parent(path, 0755, NULL), 0);
-	assert_int_equal(fsx_write_atomic(path, text, strlen(text), 0644, NULL), 0);
-	free(path);
+	tu_write_jpeg(dir, rel, 80, 64, seed);
 }
 
 /* Age and mode a file: pack must not care. */
@@ -104,11 +79,11 @@ static void write_one(const char *dir, size_t i)
 	const char *rel = names[i];
 
 	if (!strcmp(rel, DS_INFO_NAME))
-		write_text(dir, rel, "{\"name\":\"t\",\"triggerWords\":[\"ohwx\"]}\n");
+		tu_write_text(dir, rel, "{\"name\":\"t\",\"triggerWords\":[\"ohwx\"]}\n");
 	else if (str_ends_with_ci(rel, ".jpg"))
 		write_jpeg(dir, rel, (int)i);
 	else
-		write_text(dir, rel, "a photo of ohwx\n");
+		tu_write_text(dir, rel, "a photo of ohwx\n");
 }
 
 /* The same dataset; `reverse` writes it in the other order with other
@@ -320,7 +295,7 @@ static void test_reuse_and_output(void **state)
 	buf_release(&b2);
 
 	/* One caption changes: a new archive. */
-	write_text(dir, "a.txt", "a photo of ohwx, edited\n");
+	tu_write_text(dir, "a.txt", "a photo of ohwx, edited\n");
 	assert_int_equal(pack_dir(dir, cache, NULL, false, &r4, &e), 0);
 	assert_false(r4.reused);
 	assert_string_not_equal(r1.sha256, r4.sha256);
@@ -346,7 +321,7 @@ static void expect_changed(const char *dir, const char *cache, const char *rel,
 
 	/* The file changes after the check, before the pack. */
 	if (content) {
-		write_text(dir, rel, content);
+		tu_write_text(dir, rel, content);
 	} else {
 		char *p = path_in(dir, rel);
 
@@ -470,7 +445,7 @@ static void test_unpack_round_trip(void **state)
 	assert_int_equal(mkdir(empty, 0755), 0);
 	assert_int_equal(ds_unpack(res.archive, empty, &ur, &e), 0);
 	assert_int_equal(mkdir(full, 0755), 0);
-	write_text(full, "keep.txt", "mine\n");
+	tu_write_text(full, "keep.txt", "mine\n");
 	assert_int_equal(ds_unpack(res.archive, full, &ur, &e), ERR_EXISTS);
 	p = path_in(full, "a.jpg");
 	assert_int_not_equal(stat(p, &st), 0);
@@ -634,7 +609,7 @@ static void test_unpack_refuses(void **state)
 		if (str_ends_with_ci(ascii[i], ".jpg"))
 			write_jpeg(dir, ascii[i], (int)i);
 		else
-			write_text(dir, ascii[i], "a photo of ohwx\n");
+			tu_write_text(dir, ascii[i], "a photo of ohwx\n");
 	}
 	assert_int_equal(pack_dir(dir, cache, NULL, false, &res, &e), 0);
 	hostile_archive = res.archive;
