@@ -87,9 +87,11 @@ t_eq "still 12 images, no findings" "$(json_get "$T_OUT" '[d["images"], len(d["f
 if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null; then
 	cp -r "$tmpdir/valid" "$tmpdir/perm"
 	mkdir "$tmpdir/perm/locked"
+	# nobody may not reach the build tree (CI's checkout can sit under /root).
+	cp "$FERRY" "$tmpdir/ferry-for-nobody"
 	chmod -R a+rX "$tmpdir"
 	chmod 000 "$tmpdir/perm/locked"
-	t_fails "an unreadable folder: not ready" 1 runuser -u nobody -- env XDG_CACHE_HOME="$tmpdir/nobody" "$FERRY" dataset check "$tmpdir/perm" --json
+	t_fails "an unreadable folder: not ready" 1 runuser -u nobody -- env XDG_CACHE_HOME="$tmpdir/nobody" "$tmpdir/ferry-for-nobody" dataset check "$tmpdir/perm" --json
 	t_eq "unreadable_dir" "$(codes locked)" "error:unreadable_dir"
 else
 	t_skip "an unreadable folder" "needs root and runuser"
