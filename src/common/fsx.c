@@ -70,16 +70,37 @@ int fsx_write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
+int fsx_create_temp(const char *path, mode_t mode, char **tmp, struct err *e)
+{
+	int fd;
+
+	*tmp = xasprintf("%s.tmp-XXXXXX", path);
+	fd = mkostemp(*tmp, O_CLOEXEC);
+	if (fd < 0) {
+		int r = err_sys(e, ERR_IO, "cannot create a temporary file beside %s", path);
+		free(*tmp);
+		*tmp = NULL;
+		return r;
+	}
+	if (fchmod(fd, mode)) {
+		int r = err_sys(e, ERR_IO, "cannot set the mode of %s", *tmp);
+		close(fd);
+		unlink(*tmp);
+		free(*tmp);
+		*tmp = NULL;
+		return r;
+	}
+	return fd;
+}
+
 int fsx_write_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *e)
 {
-	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	char *tmp = NULL;
 	int fd, r = 0;
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0) {
-		r = err_sys(e, ERR_IO, "cannot create %s", tmp);
-		goto out;
-	}
+	fd = fsx_create_temp(path, mode, &tmp, e);
+	if (fd < 0)
+		return fd;
 	if (fsx_write_all(fd, data, len) || fsync(fd)) {
 		r = err_sys(e, ERR_IO, "cannot write %s", tmp);
 		close(fd);
@@ -95,20 +116,47 @@ out:
 	return r;
 }
 
+int fsx_open_regular(const char *path, struct stat *st, struct err *e)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return err_sys(e, ERR_IO, "cannot open %s", path);
+	if (fstat(fd, st)) {
+		int r = err_sys(e, ERR_IO, "cannot stat %s", path);
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		return err_set(e, ERR_FORMAT, "%s is not a regular file", path);
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
 int fsx_read_file(const char *path, struct buf *out, size_t max, struct err *e)
 {
 	struct stat st;
-	int fd, r = 0;
+	int fd, r;
+
+	fd = fsx_open_regular(path, &st, e);
+	if (fd < 0)
+		return fd;
+	r = fsx_read_fd(fd, path, out, max, e);
+	close(fd);
+	return r;
+}
+
+int fsx_read_fd(int fd, const char *path, struct buf *out, size_t max, struct err *e)
+{
+	size_t start = out->len;
+	struct stat st;
 
 	if (!max)
 		max = 256u << 20;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_sys(e, ERR_IO, "cannot open %s", path);
-	if (!fstat(fd, &st) && (size_t)st.st_size > max) {
-		r = err_set(e, ERR_LIMIT, "%s is larger than %zu bytes", path, max);
-		goto out;
-	}
+	if (!fstat(fd, &st) && (size_t)st.st_size > max)
+		return err_set(e, ERR_LIMIT, "%s is larger than %zu bytes", path, max);
 	if (!fstat(fd, &st) && st.st_size > 0)
 		buf_grow(out, (size_t)st.st_size);
 	for (;;) {
@@ -118,39 +166,34 @@ int fsx_read_file(const char *path, struct buf *out, size_t max, struct err *e)
 		n = read(fd, out->data + out->len, out->cap - out->len - 1);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			r = err_sys(e, ERR_IO, "cannot read %s", path);
-			break;
-		}
+		if (n < 0)
+			return err_sys(e, ERR_IO, "cannot read %s", path);
 		if (!n)
-			break;
+			return 0;
 		out->len += (size_t)n;
 		out->data[out->len] = '\0';
-		if (out->len > max) {
-			r = err_set(e, ERR_LIMIT, "%s is larger than %zu bytes", path, max);
-			break;
-		}
+		if (out->len - start > max)
+			return err_set(e, ERR_LIMIT, "%s is larger than %zu bytes", path, max);
 	}
-out:
-	close(fd);
-	return r;
 }
 
 int fsx_copy_file(const char *src, const char *dst, mode_t mode, struct err *e)
 {
-	char *tmp = xasprintf("%s.tmp.%ld", dst, (long)getpid());
+	char *tmp = NULL;
 	char *chunk = xmalloc(1u << 20);
 	int in, outfd = -1, r = 0;
+	struct stat st;
 	ssize_t n;
 
-	in = open(src, O_RDONLY | O_CLOEXEC);
+	in = fsx_open_regular(src, &st, e);
 	if (in < 0) {
-		r = err_sys(e, ERR_IO, "cannot open %s", src);
+		r = in;
 		goto out;
 	}
-	outfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	outfd = fsx_create_temp(dst, mode, &tmp, e);
 	if (outfd < 0) {
-		r = err_sys(e, ERR_IO, "cannot create %s", tmp);
+		r = outfd;
+		outfd = -1;
 		goto out;
 	}
 	while ((n = read(in, chunk, 1u << 20)) != 0) {
@@ -178,7 +221,7 @@ out:
 		close(in);
 	if (outfd >= 0)
 		close(outfd);
-	if (r)
+	if (r && tmp)
 		unlink(tmp);
 	free(chunk);
 	free(tmp);

@@ -127,10 +127,22 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 			}
 		}
 	}
-	if (timed_out)
-		kill(-pid, SIGKILL);
+	/* The child may have closed its pipes and still be running: the limit
+	 * holds until it exits. */
+	while (!timed_out) {
+		pid_t w = waitpid(pid, &wstatus, deadline ? WNOHANG : 0);
+
+		if (w == pid || (w < 0 && errno != EINTR))
+			goto reaped;
+		if (w == 0 && clock_mono_ms() >= deadline)
+			timed_out = true;
+		else if (w == 0)
+			usleep(10000);
+	}
+	kill(-pid, SIGKILL);
 	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
 		;
+reaped:
 	if (timed_out) {
 		r = err_set(e, ERR_TIMEOUT, "%s did not finish within %d ms and was killed",
 			    argv[0], opts->timeout_ms);

@@ -85,6 +85,23 @@ bool str_has_ctrl(const char *s)
 	return false;
 }
 
+void str_escape(const char *s, struct buf *out)
+{
+	while (*s) {
+		unsigned char c = (unsigned char)*s;
+		size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
+			   (c & 0xf8) == 0xf0 ? 4 : 0;
+
+		if (c < 0x20 || c == 0x7f || !n || strnlen(s, n) < n || !str_utf8_valid(s, n)) {
+			buf_printf(out, "\\x%02x", c);
+			s++;
+		} else {
+			buf_add(out, s, n);
+			s += n;
+		}
+	}
+}
+
 char *str_trim(char *s)
 {
 	size_t n = strlen(s), start = 0;

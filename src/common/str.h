@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "buf.h"
 #include "err.h"
 
 struct strv {
@@ -25,6 +26,9 @@ bool str_ends_with_ci(const char *s, const char *suffix);
 bool str_utf8_valid(const char *s, size_t n);
 /* Whether `s` holds an ASCII control character (below 0x20, or 0x7f). */
 bool str_has_ctrl(const char *s);
+/* Append `s` to `out` with control characters and bytes that are not UTF-8
+ * written as \xNN, so a hostile name can be shown and put in JSON. */
+void str_escape(const char *s, struct buf *out);
 /* Trim ASCII whitespace at both ends, in place; returns s. */
 char *str_trim(char *s);
 /* Case-insensitive search for `word` as a whole word in `text`. */

@@ -181,6 +181,12 @@ int config_set(struct config *c, const char *key, const char *value,
 
 	if (i < 0)
 		return err_set(e, ERR_USAGE, "unknown setting '%s' (see `ferry config`)", key);
+	/* A secret in argv is visible to every user of the machine. */
+	if (src == CONFIG_SRC_FLAG && config_table[i].type == CONFIG_SECRET)
+		return err_set(e, ERR_USAGE,
+			       "%s is a secret and is not taken from the command line, where "
+			       "any user can read it; set %s or put it in the settings file",
+			       key, config_table[i].env ? config_table[i].env : "it");
 	r = config_check_type(&config_table[i], value, names[src], e);
 	if (r && src == CONFIG_SRC_FLAG && e)
 		e->code = r = ERR_USAGE; /* a bad flag is a usage error */
@@ -321,6 +327,35 @@ int config_load(struct config *c, const char *path, struct err *e)
 		return r;
 	config_read_env(c);
 	return 0;
+}
+
+void config_env_without_secrets(struct strv *out)
+{
+	extern char **environ;
+
+	for (char **v = environ; v && *v; v++) {
+		const char *eq = strchr(*v, '=');
+		bool secret = false;
+
+		for (size_t i = 0; eq && i < config_table_len && !secret; i++) {
+			const char *names = config_table[i].env;
+			size_t n = (size_t)(eq - *v);
+
+			if (config_table[i].type != CONFIG_SECRET || !names)
+				continue;
+			/* match the name against each ':'-separated entry */
+			for (const char *p = names; *p;) {
+				const char *end = strchr(p, ':');
+				size_t len = end ? (size_t)(end - p) : strlen(p);
+
+				if (len == n && !strncmp(p, *v, n))
+					secret = true;
+				p += len + (end ? 1 : 0);
+			}
+		}
+		if (!secret)
+			strv_push(out, *v);
+	}
 }
 
 const char *config_get(const struct config *c, const char *key)

@@ -43,6 +43,10 @@ int config_set(struct config *c, const char *key, const char *value,
 /* Parse "key=value" as given to --set. */
 int config_set_assignment(struct config *c, const char *assignment, struct err *e);
 const char *config_get(const struct config *c, const char *key);
+/* A copy of the environment without the variables that carry secrets, for
+ * programs ferry runs on the user's behalf (caption commands, ...). */
+struct strv;
+void config_env_without_secrets(struct strv *out);
 long long config_int(const struct config *c, const char *key);
 bool config_bool(const struct config *c, const char *key);
 /* Where the effective value came from, for people: "default", "env VAST_URL",

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,7 +22,6 @@
 /* Scan-time findings are kept until ds_check merges them with the rest. */
 struct ds_scan_state {
 	struct ds_dataset *ds;
-	char *root_real;
 	size_t alloc_files, alloc_findings;
 };
 
@@ -75,6 +73,19 @@ static bool ds_inside(const char *root_real, const char *target)
 	return !strncmp(target, root_real, n) && (target[n] == '/' || target[n] == '\0');
 }
 
+static int64_t ds_ns(struct timespec ts)
+{
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* What tells a changed file from an unchanged one: size and both times. */
+static void ds_file_stamp(struct ds_file *f, const struct stat *st)
+{
+	f->size = (uint64_t)st->st_size;
+	f->mtime_ns = ds_ns(st->st_mtim);
+	f->ctime_ns = ds_ns(st->st_ctim);
+}
+
 static void ds_scan_dir(struct ds_scan_state *st, const char *rel_dir)
 {
 	struct ds_dataset *ds = st->ds;
@@ -108,20 +119,11 @@ static void ds_scan_dir(struct ds_scan_state *st, const char *rel_dir)
 		if (str_has_ctrl(name) || !str_utf8_valid(name, strlen(name))) {
 			struct buf shown = BUF_INIT;
 
+			/* The path is shown escaped: the raw name cannot go into JSON. */
 			buf_init(&shown);
-			for (const char *p = rel; *p; p++) {
-				if ((unsigned char)*p < 0x20 || *p == 0x7f)
-					buf_printf(&shown, "\\x%02x", (unsigned char)*p);
-				else
-					buf_putc(&shown, *p);
-			}
-			/* The path printed is escaped; we cannot carry the raw name in JSON. */
-			if (str_utf8_valid(shown.data, shown.len))
-				SCAN_FINDING(st, DS_SEV_ERROR, "bad_name", shown.data,
-					     "name contains control characters; rename the file");
-			else
-				SCAN_FINDING(st, DS_SEV_ERROR, "bad_name", rel_dir,
-					     "a file in this folder has a name that is not UTF-8; rename it");
+			str_escape(rel, &shown);
+			SCAN_FINDING(st, DS_SEV_ERROR, "bad_name", shown.data,
+				     "name contains control characters or is not UTF-8; rename the file");
 			buf_release(&shown);
 			goto next;
 		}
@@ -135,10 +137,15 @@ static void ds_scan_dir(struct ds_scan_state *st, const char *rel_dir)
 				free(target);
 				goto next;
 			}
-			if (!ds_inside(st->root_real, target)) {
+			if (!ds_inside(ds->root_real, target)) {
+				struct buf shown = BUF_INIT;
+
+				buf_init(&shown);
+				str_escape(target, &shown);
 				SCAN_FINDING(st, DS_SEV_ERROR, "symlink_outside", rel,
 					     "symbolic link leads outside the dataset (to %s); copy the file in instead",
-					     target);
+					     shown.data);
+				buf_release(&shown);
 				free(target);
 				goto next;
 			}
@@ -165,7 +172,7 @@ static void ds_scan_dir(struct ds_scan_state *st, const char *rel_dir)
 		rel = abs = NULL;
 		f->role = ds_role_of(f->rel);
 		f->size = (uint64_t)sst.st_size;
-		f->mtime_ns = (int64_t)sst.st_mtim.tv_sec * 1000000000 + sst.st_mtim.tv_nsec;
+		ds_file_stamp(f, &sst);
 		f->dev = (uint64_t)sst.st_dev;
 		f->ino = (uint64_t)sst.st_ino;
 		f->symlink = link;
@@ -270,10 +277,9 @@ int ds_open(struct ds_dataset **out, const char *root, struct err *e)
 		return err_set(e, ERR_USAGE, "%s is not a folder", root);
 	}
 	ds->root = xstrdup(root);
-	st.root_real = realpath(root, NULL);
-	if (!st.root_real || access(root, R_OK | X_OK)) {
+	ds->root_real = realpath(root, NULL);
+	if (!ds->root_real || access(root, R_OK | X_OK)) {
 		int r = err_sys(e, ERR_IO, "cannot read dataset folder %s", root);
-		free(st.root_real);
 		ds_free(ds);
 		return r;
 	}
@@ -281,7 +287,6 @@ int ds_open(struct ds_dataset **out, const char *root, struct err *e)
 	if (ds->nfiles)
 		qsort(ds->files, ds->nfiles, sizeof(*ds->files), ds_file_cmp);
 	ds_pair_captions(ds);
-	free(st.root_real);
 	*out = ds;
 	return 0;
 }
@@ -305,6 +310,7 @@ void ds_free(struct ds_dataset *ds)
 	json_decref(ds->info);
 	free(ds->trigger);
 	free(ds->root);
+	free(ds->root_real);
 	free(ds);
 }
 
@@ -348,58 +354,49 @@ struct ds_work {
 	atomic_size_t next;
 };
 
-static void ds_examine(struct ds_file *f, const struct ds_check_opts *o)
+/* Read one file (into `data`, a buffer each thread reuses), hash it and
+ * judge it. Reading, not mapping: a file truncated meanwhile must give an
+ * error, not SIGBUS. */
+static void ds_examine(struct ds_file *f, const struct ds_check_opts *o, struct buf *data)
 {
 	struct err e = { 0 };
 	struct stat st;
-	void *map = NULL;
 	int fd;
 
 	f->examined = true;
-	fd = open(f->abs, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st)) {
+	buf_reset(data);
+	fd = fsx_open_regular(f->abs, &st, &e);
+	if (fd < 0 || fsx_read_fd(fd, f->rel, data, DS_FILE_MAX, &e)) {
 		f->status = ERR_IO;
-		f->status_msg = xasprintf("cannot read: %s", strerror(errno));
+		f->status_msg = xasprintf("cannot read: %s", e.msg);
 		goto out;
 	}
 	/* Record what we actually read, should it have changed since the scan. */
-	f->size = (uint64_t)st.st_size;
-	f->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	if (f->size) {
-		map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (map == MAP_FAILED) {
-			map = NULL;
-			f->status = ERR_IO;
-			f->status_msg = xasprintf("cannot read: %s", strerror(errno));
-			goto out;
-		}
-		madvise(map, f->size, MADV_SEQUENTIAL);
-	}
-	sha256_hex(map ? map : "", f->size, f->sha256);
+	ds_file_stamp(f, &st);
+	f->size = data->len;
+	sha256_hex(data->data, data->len, f->sha256);
 	switch (f->role) {
 	case DS_ROLE_IMAGE:
-		f->status = img_check(map ? map : "", f->size, o->max_pixels, &f->img, &e);
+		f->status = img_check(data->data, data->len, o->max_pixels, &f->img, &e);
 		if (f->status)
 			f->status_msg = xstrdup(e.msg);
 		break;
 	case DS_ROLE_CAPTION:
 	case DS_ROLE_INFO:
-		f->text_utf8 = str_utf8_valid(map ? map : "", f->size) &&
-			       !memchr(map ? map : "", '\0', f->size);
+		f->text_utf8 = str_utf8_valid(data->data, data->len) &&
+			       !memchr(data->data, '\0', data->len);
 		if (f->size > DS_CAPTION_MAX && f->role == DS_ROLE_CAPTION) {
 			f->status = ERR_LIMIT;
 			f->status_msg = xasprintf("caption is %llu bytes; keep captions under %u KiB",
 						  (unsigned long long)f->size, DS_CAPTION_MAX >> 10);
 		} else if (f->text_utf8) {
-			f->text = xstrndup(map ? map : "", f->size);
+			f->text = xstrndup(data->data, data->len);
 		}
 		break;
 	default:
 		break;
 	}
 out:
-	if (map)
-		munmap(map, f->size);
 	if (fd >= 0)
 		close(fd);
 }
@@ -407,14 +404,17 @@ out:
 static void *ds_worker(void *arg)
 {
 	struct ds_work *w = arg;
+	struct buf data = BUF_INIT;
 
+	buf_init(&data);
 	for (;;) {
 		size_t i = atomic_fetch_add(&w->next, 1);
 		if (i >= w->ds->nfiles)
 			break;
 		if (w->todo[i])
-			ds_examine(&w->ds->files[i], w->opts);
+			ds_examine(&w->ds->files[i], w->opts, &data);
 	}
+	buf_release(&data);
 	return NULL;
 }
 
@@ -431,10 +431,10 @@ static void ds_examine_all(struct ds_dataset *ds, const struct ds_check_opts *o,
 		n = 64;
 	tids = xcalloc((size_t)n, sizeof(*tids));
 	for (int i = 1; i < n; i++)
-		if (!pthread_create(&tids[i], NULL, ds_worker, &w))
+		if (!pthread_create(&tids[started], NULL, ds_worker, &w))
 			started++;
 	ds_worker(&w); /* this thread works too */
-	for (int i = 1; i <= started; i++)
+	for (int i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
 	free(tids);
 }
@@ -788,7 +788,7 @@ static void ds_apply_rules(struct ds_dataset *ds, const struct ds_check_opts *o)
 int ds_check(struct ds_dataset *ds, const struct ds_check_opts *o, struct err *e)
 {
 	struct verdict_cache *vc = NULL;
-	char *root_real = realpath(ds->root, NULL);
+	const char *root_real = ds->root_real;
 	bool *todo = xcalloc(ds->nfiles ? ds->nfiles : 1, sizeof(*todo));
 	int r = 0;
 
@@ -803,7 +803,7 @@ int ds_check(struct ds_dataset *ds, const struct ds_check_opts *o, struct err *e
 
 		if (f->role == DS_ROLE_OTHER)
 			continue;
-		if (o->reuse_verdicts && vc && verdict_lookup(vc, root_real, f))
+		if (o->reuse_verdicts && vc && verdict_lookup(vc, root_real, f, o->max_pixels))
 			continue;
 		todo[i] = true;
 		if (f->role == DS_ROLE_IMAGE)
@@ -817,7 +817,6 @@ int ds_check(struct ds_dataset *ds, const struct ds_check_opts *o, struct err *e
 	ds_apply_rules(ds, o);
 	verdict_close(vc);
 	free(todo);
-	free(root_real);
 	return r;
 }
 

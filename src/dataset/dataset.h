@@ -16,6 +16,7 @@
 
 #define DS_INFO_NAME "dataset_info.json"
 #define DS_CAPTION_MAX (64u << 10) /* longest caption file we accept */
+#define DS_FILE_MAX (1ull << 30)    /* largest file a check reads */
 
 enum ds_role { DS_ROLE_IMAGE, DS_ROLE_CAPTION, DS_ROLE_INFO, DS_ROLE_OTHER };
 enum ds_severity { DS_SEV_ERROR, DS_SEV_WARNING };
@@ -26,6 +27,7 @@ struct ds_file {
 	enum ds_role role;
 	uint64_t size;
 	int64_t mtime_ns;
+	int64_t ctime_ns;  /* changes on every write, even one that restores mtime */
 	uint64_t dev, ino;
 	bool symlink;      /* reached through a symbolic link (inside the root) */
 	int pair;          /* image: index of its caption; caption: of its first
@@ -63,6 +65,7 @@ struct ds_check_opts {
 
 struct ds_dataset {
 	char *root;
+	char *root_real;       /* realpath of root: the verdict cache's key prefix */
 	struct ds_file *files; /* sorted by rel, byte order */
 	size_t nfiles;
 	struct ds_finding *findings; /* in file order, dataset-wide ones first */

@@ -19,6 +19,7 @@
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "dataset/manifest.h"
+#include "dataset/verdict.h"
 
 #define PK_CHUNK (1u << 20)    /* read size for files and archives */
 #define PK_RECORD 10240        /* a tar record: the archive ends on a whole one */
@@ -234,7 +235,8 @@ static bool pk_read_file(struct pk_pipe *p, size_t idx)
 	ssize_t n;
 	int fd;
 
-	fd = open(abs, O_RDONLY | O_CLOEXEC);
+	/* Non-blocking open: a FIFO put in a file's place must not hang us. */
+	fd = open(abs, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			pk_changed(&p->err, abs, "it is gone");
@@ -242,6 +244,7 @@ static bool pk_read_file(struct pk_pipe *p, size_t idx)
 			err_sys(&p->err, ERR_IO, "cannot open %s", abs);
 		goto out;
 	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	if (fstat(fd, &st)) {
 		err_sys(&p->err, ERR_IO, "cannot read %s", abs);
 		goto out;
@@ -431,8 +434,15 @@ out:
 
 /* ---- the archive cache ---- */
 
+static long long pk_mtime_ns(const struct stat *st)
+{
+	return (long long)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
 /* Whether the manifest with this hash was packed before and its archive is
- * still in place with the size recorded. */
+ * still in place with the size and mtime recorded. Cached archives are
+ * read-only, but -o hard-links them: an edit through that name changes the
+ * mtime, and the archive is then made again. */
 static bool pk_index_lookup(const char *dir, const char *index, struct ds_pack_result *res)
 {
 	struct buf b = BUF_INIT;
@@ -453,8 +463,9 @@ static bool pk_index_lookup(const char *dir, const char *index, struct ds_pack_r
 	if (!sha256_is_hex(sha) || bytes < 0)
 		goto out;
 	path = xasprintf("%s/%s.tar", dir, sha);
-	if (stat(path, &st) || !S_ISREG(st.st_mode) || st.st_size != bytes) {
-		log_debug("%s: archive %s missing or resized; packing again", index, path);
+	if (stat(path, &st) || !S_ISREG(st.st_mode) || st.st_size != bytes ||
+	    pk_mtime_ns(&st) != json_int(rec, "mtime_ns", -1)) {
+		log_debug("%s: archive %s missing or modified; packing again", index, path);
 		goto out;
 	}
 	memcpy(res->sha256, sha, SHA256_HEX_LEN + 1);
@@ -473,8 +484,10 @@ out:
 
 static void pk_index_store(const char *index, const struct ds_pack_result *res)
 {
-	json_t *rec = json_pack("{s:s, s:I}", "sha256", res->sha256, "bytes",
-				(json_int_t)res->bytes);
+	struct stat st;
+	json_t *rec = json_pack("{s:s, s:I, s:I}", "sha256", res->sha256, "bytes",
+				(json_int_t)res->bytes, "mtime_ns",
+				(json_int_t)(stat(res->archive, &st) ? -1 : pk_mtime_ns(&st)));
 	struct buf b = BUF_INIT;
 	struct err e = { 0 };
 
@@ -514,6 +527,19 @@ static int pk_place(const char *src, const char *dst, struct err *e)
 out:
 	free(tmp);
 	return r;
+}
+
+/* The check's verdicts were wrong about at least one file: drop them all so
+ * that the next pack looks at every file again. */
+static void pk_forget_verdicts(const struct ds_dataset *ds, const char *cache_dir)
+{
+	struct verdict_cache *vc = NULL;
+
+	if (verdict_open(&vc, cache_dir, NULL))
+		return;
+	for (size_t i = 0; i < ds->nfiles; i++)
+		verdict_forget(vc, ds->root_real, &ds->files[i]);
+	verdict_close(vc);
 }
 
 void ds_pack_result_release(struct ds_pack_result *res)
@@ -567,7 +593,9 @@ int ds_pack(const struct ds_dataset *ds, const struct ds_pack_opts *o,
 			goto out;
 		}
 		r = ds_pack_write(ds->root, man.data, man.len, fd, res->sha256, &res->bytes, e);
-		if (!r && (fchmod(fd, 0644) || close(fd)))
+		if (r == ERR_CHANGED)
+			pk_forget_verdicts(ds, o->cache_dir);
+		if (!r && (fchmod(fd, 0444) || close(fd)))
 			r = err_sys(e, ERR_IO, "cannot write %s", tmp);
 		else if (r)
 			close(fd);

@@ -219,6 +219,7 @@ static void test_verdict_cache(void **state)
 	char sha[65];
 
 	opts(&o);
+	tu_settle();
 	ds = check(&o); /* check always decodes, and records verdicts */
 	assert_true(ds->decoded > 3);
 	memcpy(sha, ds->files[ds_find(ds, "a.jpg")].sha256, sizeof(sha));
@@ -241,6 +242,56 @@ static void test_verdict_cache(void **state)
 	assert_int_equal(ds->decoded, 2);
 	ds_free(ds);
 	free(path);
+}
+
+static void test_verdict_staleness(void **state)
+{
+	struct ds_check_opts o;
+	struct ds_dataset *ds;
+	char *cap = fsx_join(root, "a.txt");
+	struct stat before;
+	struct timespec ts[2];
+	int i;
+
+	opts(&o);
+	o.reuse_verdicts = true;
+	tu_settle();
+	ds_free(check(&o));
+
+	/* Same size, mtime put back (as tar -x or cp -p would): ctime tells. */
+	assert_int_equal(stat(cap, &before), 0);
+	tu_write_text(root, "a.txt", "A PHOTO OF OHWX");
+	ts[0] = before.st_atim;
+	ts[1] = before.st_mtim;
+	assert_int_equal(utimensat(AT_FDCWD, cap, ts, 0), 0);
+	ds = check(&o);
+	i = ds_find(ds, "a.txt");
+	assert_string_equal(ds->files[i].text, "A PHOTO OF OHWX");
+	ds_free(ds);
+
+	/* A file written moments before its check is looked at again next time. */
+	ds = check(&o);
+	assert_string_equal(ds->files[ds_find(ds, "a.txt")].text, "A PHOTO OF OHWX");
+	ds_free(ds);
+
+	/* Verdicts made under one pixel limit do not hold under another. */
+	tu_settle();
+	o.reuse_verdicts = false;
+	o.max_pixels = 100;
+	ds = check(&o);
+	assert_non_null(finding(ds, "decompression_bomb", "a.jpg"));
+	ds_free(ds);
+	o.reuse_verdicts = true;
+	o.max_pixels = 100000000;
+	ds = check(&o);
+	assert_null(finding(ds, "decompression_bomb", "a.jpg"));
+	assert_true(ds->decoded > 3);
+	ds_free(ds);
+	o.max_pixels = 100;
+	ds = check(&o);
+	assert_non_null(finding(ds, "decompression_bomb", "a.jpg"));
+	ds_free(ds);
+	free(cap);
 }
 
 static void test_missing_root(void **state)
@@ -267,6 +318,7 @@ int main(void)
 		cmocka_unit_test(test_layout_and_rules),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_verdict_cache),
+		cmocka_unit_test(test_verdict_staleness),
 		cmocka_unit_test(test_missing_root),
 		cmocka_unit_test(test_trigger_match),
 	};

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
 #include "common/fsx.h"
 #include "common/xalloc.h"
@@ -32,6 +33,11 @@ void tu_write_file(const char *dir, const char *rel, const void *data, size_t le
 void tu_write_text(const char *dir, const char *rel, const char *text)
 {
 	tu_write_file(dir, rel, text, strlen(text));
+}
+
+void tu_settle(void)
+{
+	usleep(120 * 1000);
 }
 
 void tu_write_jpeg(const char *dir, const char *rel, int w, int h, int seed)

@@ -9,6 +9,9 @@ char *tu_mkdtemp(const char *prefix);
 /* Write dir/rel (parents made), failing the test on error. */
 void tu_write_file(const char *dir, const char *rel, const void *data, size_t len);
 void tu_write_text(const char *dir, const char *rel, const char *text);
+/* Wait until files written so far are older than the verdict cache's racy
+ * window, so that their verdicts can be reused. */
+void tu_settle(void);
 /* A w x h JPEG at dir/rel whose pixels depend on seed, so seeds differ. */
 void tu_write_jpeg(const char *dir, const char *rel, int w, int h, int seed);
 
