@@ -59,6 +59,9 @@ VAST_API_KEY=$secret HF_TOKEN=$secret-hf R2_SECRET_ACCESS_KEY=$secret-r2 \
 	t_ok "config with secrets in the environment" "$FERRY" -vv config
 t_not_match "no secret in stdout or stderr" "$(cat "$T_OUT" "$T_ERR")" "$secret"
 t_match "secrets show as ****" "$(cat "$T_OUT")" "vast.api_key +\*\*\*\*"
+t_fails "a secret is refused on the command line" 2 "$FERRY" --set "vast.api_key=$secret" config
+t_match "and the message says where to put it" "$(cat "$T_ERR")" "VAST_API_KEY"
+t_not_match "without repeating it" "$(cat "$T_ERR")" "$secret"
 VAST_API_KEY=$secret t_ok "config KEY of a secret" "$FERRY" config vast.api_key
 t_eq "a secret is masked even alone" "$(cat "$T_OUT")" "****"
 

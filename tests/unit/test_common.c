@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fsx.h"
 #include "common/log.h"
@@ -130,12 +131,43 @@ static void test_proc(void **state)
 	assert_int_equal(proc_run(sleeper, &o, NULL, NULL, &status, &e), ERR_TIMEOUT);
 	assert_int_equal(status, 128 + 9);
 
+	/* A child that closes its pipes and lingers is still held to the limit. */
+	{
+		const char *closer[] = { "sh", "-c", "exec >&- 2>&-; sleep 5", NULL };
+		long long t0 = clock_mono_ms();
+
+		o = (struct proc_opts){ .timeout_ms = 300 };
+		assert_int_equal(proc_run(closer, &o, NULL, NULL, &status, &e), ERR_TIMEOUT);
+		assert_true(clock_mono_ms() - t0 < 3000);
+	}
+
+	/* The environment given is the one the child sees. */
+	{
+		const char *env[] = { "sh", "-c", "printf %s \"${ONLY-unset}:${HOME-unset}\"", NULL };
+		char *envp[] = { "ONLY=yes", NULL };
+
+		buf_reset(&out);
+		o = (struct proc_opts){ .envp = envp };
+		assert_int_equal(proc_run(env, &o, &out, NULL, &status, &e), 0);
+		assert_string_equal(out.data, "yes:unset");
+	}
+
 	status = 0;
 	assert_int_equal(proc_run(missing, NULL, NULL, NULL, &status, &e), ERR_IO);
 	assert_int_equal(status, 127);
 	assert_non_null(strstr(e.msg, "/nonexistent/prog"));
 	buf_release(&out);
 	buf_release(&err);
+}
+
+static void test_escape(void **state)
+{
+	struct buf b = BUF_INIT;
+
+	buf_init(&b);
+	str_escape("a\nb\x01 \xc3\xa9 \xff\xe6\x97", &b);
+	assert_string_equal(b.data, "a\\x0ab\\x01 \xc3\xa9 \\xff\\xe6\\x97");
+	buf_release(&b);
 }
 
 static void test_fsx(void **state)
@@ -171,6 +203,29 @@ static void test_fsx(void **state)
 	assert_false(fsx_relpath_safe("a//b"));
 	assert_false(fsx_relpath_safe("./a"));
 	assert_false(fsx_relpath_safe(""));
+	/* A FIFO in a file's place is refused, not waited on. */
+	{
+		char *fifo = xasprintf("%s/fifo", dir);
+		struct stat fst;
+
+		assert_int_equal(mkfifo(fifo, 0600), 0);
+		assert_int_equal(fsx_open_regular(fifo, &fst, &e), ERR_FORMAT);
+		buf_reset(&b);
+		assert_int_equal(fsx_read_file(fifo, &b, 0, &e), ERR_FORMAT);
+		free(fifo);
+	}
+	/* Temporary files never go through a planted link. */
+	{
+		char *tmp = NULL, *target = xasprintf("%s/target", dir);
+		int fd = fsx_create_temp(target, 0600, &tmp, &e);
+
+		assert_true(fd >= 0);
+		assert_non_null(strstr(tmp, "target.tmp-"));
+		close(fd);
+		unlink(tmp);
+		free(tmp);
+		free(target);
+	}
 	assert_int_equal(fsx_remove_tree(dir, &e), 0);
 	assert_int_not_equal(stat(dir, &st), 0);
 	free(deep);
@@ -215,6 +270,7 @@ int main(void)
 		cmocka_unit_test(test_word_search),
 		cmocka_unit_test(test_redaction),
 		cmocka_unit_test(test_proc),
+		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_fsx),
 		cmocka_unit_test(test_sha256),
 		cmocka_unit_test(test_err),

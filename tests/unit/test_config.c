@@ -13,6 +13,7 @@
 #include "common/buf.h"
 #include "common/fsx.h"
 #include "common/log.h"
+#include "common/str.h"
 #include "common/xalloc.h"
 #include "config/config.h"
 
@@ -126,6 +127,10 @@ static void test_bad_file(void **state)
 	assert_int_equal(config_set(c, "threads", "-1", CONFIG_SRC_FLAG, &e), ERR_USAGE);
 	assert_int_equal(config_set(c, "nope", "1", CONFIG_SRC_FLAG, &e), ERR_USAGE);
 	assert_int_equal(config_set_assignment(c, "novalue", &e), ERR_USAGE);
+	/* secrets never come from argv, where every user can read them */
+	assert_int_equal(config_set_assignment(c, "vast.api_key=sk-visible", &e), ERR_USAGE);
+	assert_non_null(strstr(e.msg, "VAST_API_KEY"));
+	assert_null(config_get(c, "vast.api_key"));
 	config_free(c);
 }
 
@@ -171,6 +176,27 @@ static void test_secrets(void **state)
 	free(keyfile);
 }
 
+static void test_env_without_secrets(void **state)
+{
+	struct strv env = STRV_INIT;
+	bool saw_path = false;
+
+	setenv("VASTAI_API_KEY", "sk-hidden", 1);
+	setenv("OPENAI_API_KEY", "sk-hidden-2", 1);
+	setenv("VAST_URL", "http://kept", 1);
+	config_env_without_secrets(&env);
+	for (size_t i = 0; i < env.n; i++) {
+		assert_null(strstr(env.v[i], "sk-hidden"));
+		if (!strcmp(env.v[i], "VAST_URL=http://kept"))
+			saw_path = true;
+	}
+	assert_true(saw_path);
+	strv_release(&env);
+	unsetenv("VASTAI_API_KEY");
+	unsetenv("OPENAI_API_KEY");
+	unsetenv("VAST_URL");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -178,6 +204,7 @@ int main(void)
 		cmocka_unit_test(test_precedence),
 		cmocka_unit_test(test_bad_file),
 		cmocka_unit_test(test_secrets),
+		cmocka_unit_test(test_env_without_secrets),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
