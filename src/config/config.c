@@ -2,6 +2,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,13 +116,25 @@ static void config_store(struct config *c, size_t i, const char *value,
 		log_register_secret(value);
 }
 
+/* $HOME, or the password database's idea of it: never a shared /tmp. */
+static const char *config_home(void)
+{
+	const char *home = getenv("HOME");
+	struct passwd *pw;
+
+	if (home && *home == '/')
+		return home;
+	pw = getpwuid(getuid());
+	return pw && pw->pw_dir ? pw->pw_dir : "/";
+}
+
 static char *xdg_dir(const char *var, const char *fallback)
 {
-	const char *x = getenv(var), *home = getenv("HOME");
+	const char *x = getenv(var);
 
 	if (x && *x == '/')
 		return xasprintf("%s/ferry", x);
-	return xasprintf("%s/%s/ferry", home && *home ? home : "/tmp", fallback);
+	return xasprintf("%s/%s/ferry", config_home(), fallback);
 }
 
 struct config *config_new(void)
@@ -272,7 +286,7 @@ out:
 
 static void config_read_env(struct config *c)
 {
-	const char *home = getenv("HOME");
+	const char *home = config_home();
 
 	for (size_t i = 0; i < config_table_len; i++) {
 		const struct config_setting *s = &config_table[i];
@@ -315,12 +329,12 @@ int config_load(struct config *c, const char *path, struct err *e)
 	if (path) {
 		c->file = xstrdup(path);
 	} else {
-		const char *x = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+		const char *x = getenv("XDG_CONFIG_HOME");
 
 		if (x && *x == '/')
 			c->file = xasprintf("%s/ferry/config", x);
 		else
-			c->file = xasprintf("%s/.config/ferry/config", home ? home : "");
+			c->file = xasprintf("%s/.config/ferry/config", config_home());
 	}
 	r = config_read_file(c, c->file, path != NULL, e);
 	if (r)

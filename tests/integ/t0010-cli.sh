@@ -45,6 +45,8 @@ t_match "it names file, line and value" "$(cat "$T_ERR")" "ferry/config:1.*many"
 rm "$XDG_CONFIG_HOME/ferry/config"
 t_fails "a missing --config file is a configuration error" 3 "$FERRY" --config "$tmpdir/none" config
 t_fails "--set of an unknown key" 2 "$FERRY" --set nope=1 config
+t_ok "no HOME: the cache is still the user's" env -u HOME -u XDG_CACHE_HOME "$FERRY" config cache_dir
+t_eq "from the password database, never /tmp" "$(cat "$T_OUT")" "$(getent passwd "$(id -u)" | cut -d: -f6)/.cache/ferry"
 
 # Secrets: from the environment and from the vastai CLI's key file; never printed.
 secret="sk-test-$(date +%s%N)"
