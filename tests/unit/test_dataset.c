@@ -294,6 +294,48 @@ static void test_verdict_staleness(void **state)
 	free(cap);
 }
 
+static void test_more_rules(void **state)
+{
+	char *dir = tu_mkdtemp("rules"), *link;
+	char *big = xmalloc(DS_CAPTION_MAX + 2);
+	struct ds_check_opts o;
+	struct ds_dataset *ds = NULL;
+	struct err e = { 0 };
+
+	tu_write_jpeg(dir, "pair.jpg", 96, 96, 1);
+	tu_write_jpeg(dir, "pair.jpeg", 96, 96, 2);
+	tu_write_text(dir, "pair.txt", "two images, one caption");
+	tu_write_jpeg(dir, "long.jpg", 96, 96, 3);
+	memset(big, 'a', DS_CAPTION_MAX + 1);
+	big[DS_CAPTION_MAX + 1] = '\0';
+	tu_write_text(dir, "long.txt", big);
+	tu_write_jpeg(dir, "sub/in.jpg", 96, 96, 4);
+	link = fsx_join(dir, "dangling.jpg");
+	assert_int_equal(symlink("nowhere.jpg", link), 0);
+	free(link);
+	link = fsx_join(dir, "linked-dir");
+	assert_int_equal(symlink("sub", link), 0);
+	free(link);
+
+	opts(&o);
+	o.cache_dir = NULL;
+	o.max_file_bytes = 1000; /* every JPEG here is bigger */
+	assert_int_equal(ds_open(&ds, dir, &e), 0);
+	assert_int_equal(ds_check(ds, &o, &e), 0);
+	assert_non_null(finding(ds, "shared_caption", "pair.txt"));
+	assert_non_null(finding(ds, "caption_too_long", "long.txt"));
+	assert_non_null(finding(ds, "broken_symlink", "dangling.jpg"));
+	assert_non_null(finding(ds, "symlink_dir", "linked-dir"));
+	assert_non_null(strstr(finding(ds, "large_file", "sub/in.jpg")->message, "MiB"));
+	/* the linked folder was not walked: its image counts once */
+	assert_int_equal(ds_find(ds, "linked-dir/in.jpg"), -1);
+	assert_false(ds->ready);
+	ds_free(ds);
+	fsx_remove_tree(dir, NULL);
+	free(dir);
+	free(big);
+}
+
 static void test_missing_root(void **state)
 {
 	struct ds_dataset *ds = NULL;
@@ -319,6 +361,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_verdict_cache),
 		cmocka_unit_test(test_verdict_staleness),
+		cmocka_unit_test(test_more_rules),
 		cmocka_unit_test(test_missing_root),
 		cmocka_unit_test(test_trigger_match),
 	};
