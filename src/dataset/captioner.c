@@ -1,5 +1,6 @@
 #include "dataset/captioner.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
@@ -19,6 +20,7 @@
 #include "common/proc.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "config/config.h"
 #include "dataset/image.h"
 
 #define CAP_ENDPOINT_SUFFIX "/chat/completions"
@@ -32,7 +34,9 @@ enum cap_kind { CAP_CMD, CAP_URL };
 struct captioner {
 	enum cap_kind kind;
 	struct strv argv;     /* command: words, the path is added per call */
+	struct strv env;      /* command: ferry's environment minus the secrets */
 	char *endpoint;       /* url: full chat-completions URL */
+	char *shown;          /* url: the endpoint without userinfo or query */
 	char *model, *prompt;
 	char *api_key;
 	int timeout_s, max_tries, backoff_ms;
@@ -96,15 +100,20 @@ char *captioner_base64(const void *data, size_t len)
 
 char *captioner_endpoint(const char *url)
 {
-	size_t n = strlen(url);
+	const char *auth = strstr(url, "://");
+	size_t n, query;
 
+	/* The suffix goes on the path, before any query (?key=...) or fragment. */
+	auth = auth ? auth + 3 : url;
+	query = (size_t)(auth - url) + strcspn(auth, "?#");
+	n = query;
 	while (n && url[n - 1] == '/')
 		n--;
 	if (n >= strlen(CAP_ENDPOINT_SUFFIX) &&
 	    !strncmp(url + n - strlen(CAP_ENDPOINT_SUFFIX), CAP_ENDPOINT_SUFFIX,
 		     strlen(CAP_ENDPOINT_SUFFIX)))
-		return xstrndup(url, n);
-	return xasprintf("%.*s%s", (int)n, url, CAP_ENDPOINT_SUFFIX);
+		return xasprintf("%.*s%s", (int)n, url, url + query);
+	return xasprintf("%.*s%s%s", (int)n, url, CAP_ENDPOINT_SUFFIX, url + query);
 }
 
 json_t *captioner_request(const char *model, const char *prompt, const char *mime,
@@ -125,6 +134,158 @@ json_t *captioner_request(const char *model, const char *prompt, const char *mim
 			"max_tokens", 300);
 	free(data_url);
 	return req;
+}
+
+/* Where the authority (userinfo@host:port) of `url` starts and ends, and
+ * where the userinfo ends (the '@'), or NULL. The authority ends at the
+ * first '/', '?' or '#' (RFC 3986); when it holds no '@' but the path does,
+ * the URL is read the cautious way: everything up to the last '@' before the
+ * query counts as userinfo, so that a password holding a '/' is never shown. */
+static void cap_url_parts(const char *url, const char **auth, const char **auth_end,
+			  const char **at, bool *odd)
+{
+	const char *p = strstr(url, "://"), *q, *query;
+
+	*auth = p && !memchr(url, '/', (size_t)(p - url)) ? p + 3 : url;
+	*auth_end = *auth + strcspn(*auth, "/?#");
+	*at = NULL;
+	*odd = false;
+	for (q = *auth; q < *auth_end; q++)
+		if (*q == '@')
+			*at = q;
+	if (*at)
+		return;
+	query = *auth + strcspn(*auth, "?#");
+	for (q = *auth_end; q < query; q++)
+		if (*q == '@')
+			*at = q;
+	if (*at) {
+		*auth_end = *at + 1 + strcspn(*at + 1, "/?#");
+		*odd = true;
+	}
+}
+
+char *captioner_url_shown(const char *url)
+{
+	const char *auth, *auth_end, *at, *rest, *tail;
+	struct buf raw = BUF_INIT, out = BUF_INIT;
+	bool odd;
+
+	buf_init(&raw);
+	buf_init(&out);
+	cap_url_parts(url, &auth, &auth_end, &at, &odd);
+	buf_add(&raw, url, (size_t)(auth - url));
+	if (odd) /* an '@' in the path: show that something was left out */
+		buf_puts(&raw, "\xe2\x80\xa6@");
+	rest = at ? at + 1 : auth;
+	tail = rest + strcspn(rest, "?#");
+	buf_add(&raw, rest, (size_t)(tail - rest));
+	if (*tail)
+		buf_puts(&raw, *tail == '?' ? "?\xe2\x80\xa6" : "#\xe2\x80\xa6");
+	str_escape(raw.data, &out);
+	buf_release(&raw);
+	return buf_detach(&out, NULL);
+}
+
+/* Whether a query parameter's name says its value is a credential. */
+static bool cap_secret_param(const char *name, size_t n)
+{
+	static const char *const words[] = { "key", "token", "secret", "sig", "pass", "auth",
+					     "code", "credential" };
+	char low[64];
+
+	if (n >= sizeof(low))
+		n = sizeof(low) - 1;
+	for (size_t i = 0; i < n; i++)
+		low[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+	low[n] = '\0';
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strstr(low, words[i]))
+			return true;
+	return false;
+}
+
+/* Register `len` bytes of a URL as a secret, as written and percent-decoded
+ * (the form a server may echo back). */
+static void cap_register_part(const char *p, size_t len)
+{
+	char *raw = xstrndup(p, len), *dec;
+	int n = 0;
+
+	log_register_secret(raw);
+	dec = len <= INT_MAX ? curl_easy_unescape(NULL, raw, (int)len, &n) : NULL;
+	if (dec) {
+		if (!memchr(dec, '\0', (size_t)n))
+			log_register_secret(dec);
+		explicit_bzero(dec, (size_t)n);
+		curl_free(dec);
+	}
+	freezero(raw, len);
+}
+
+/* Register the credentials a URL carries (the userinfo's password, or the
+ * whole userinfo when it has no ':'; query values with names such as key or
+ * token) as secrets, so that no log line or report shows them. */
+static void cap_url_register_secrets(const char *url)
+{
+	const char *auth, *auth_end, *at, *q;
+	bool odd;
+
+	cap_url_parts(url, &auth, &auth_end, &at, &odd);
+	if (at) {
+		const char *colon = memchr(auth, ':', (size_t)(at - auth));
+
+		if (colon)
+			cap_register_part(colon + 1, (size_t)(at - colon - 1));
+		else
+			cap_register_part(auth, (size_t)(at - auth));
+	}
+	q = strchr(at ? at : auth, '?');
+	while (q && *q && *q != '#') {
+		const char *name = q + 1, *end = name + strcspn(name, "&#"), *eq;
+
+		eq = memchr(name, '=', (size_t)(end - name));
+		if (eq && cap_secret_param(name, (size_t)(eq - name)))
+			cap_register_part(eq + 1, (size_t)(end - eq - 1));
+		q = *end == '&' ? end : NULL;
+	}
+}
+
+bool captioner_url_local(const char *url)
+{
+	const char *auth, *auth_end, *at, *host;
+	char name[256];
+	size_t n;
+	struct in_addr a4;
+	struct in6_addr a6;
+	bool odd;
+
+	cap_url_parts(url, &auth, &auth_end, &at, &odd);
+	host = at ? at + 1 : auth;
+	if (*host == '[') {
+		const char *close = memchr(host, ']', (size_t)(auth_end - host));
+
+		if (!close)
+			return false;
+		host++;
+		n = (size_t)(close - host);
+	} else {
+		const char *colon = memchr(host, ':', (size_t)(auth_end - host));
+
+		n = (size_t)((colon ? colon : auth_end) - host);
+	}
+	if (!n || n >= sizeof(name))
+		return false;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	if (!strcasecmp(name, "localhost") || !strcasecmp(name, "localhost."))
+		return true;
+	if (inet_aton(name, &a4)) /* also 127.1 and other short forms */
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, name, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return false;
 }
 
 /* The first non-empty line of `s`, control characters replaced, at most
@@ -260,22 +421,35 @@ int captioner_new(struct captioner **out, const struct captioner_opts *o, struct
 			goto fail;
 		}
 		c->describe = xasprintf("command '%s'", c->argv.v[0]);
+		/* Once for the whole run: the program gets none of the keys ferry
+		 * holds (Vast.ai, R2, S3, Hugging Face, the caption key). */
+		config_env_without_secrets(&c->env);
 		parallel = o->parallel > 0 ? o->parallel : 1;
 	} else if (o->url && *o->url) {
 		c->kind = CAP_URL;
+		cap_url_register_secrets(o->url);
 		if (strncasecmp(o->url, "http://", 7) && strncasecmp(o->url, "https://", 8)) {
+			char *shown = captioner_url_shown(o->url);
+
 			r = err_set(e, ERR_USAGE, "caption.url '%s' must start with http:// or https://",
-				    o->url);
+				    shown);
+			free(shown);
 			goto fail;
 		}
 		c->endpoint = captioner_endpoint(o->url);
+		c->shown = captioner_url_shown(c->endpoint);
 		c->model = xstrdup(o->model && *o->model ? o->model : "gpt-4o-mini");
 		c->prompt = xstrdup(o->prompt ? o->prompt : "Describe this image in one sentence.");
 		if (o->api_key && *o->api_key) {
 			c->api_key = xstrdup(o->api_key);
 			log_register_secret(c->api_key);
 		}
-		c->describe = xasprintf("url %s", c->endpoint);
+		c->describe = xasprintf("url %s", c->shown);
+		if (c->api_key && !strncasecmp(o->url, "http://", 7) &&
+		    !captioner_url_local(o->url))
+			log_warn("caption.url %s is plain http:// to another machine: the API "
+				 "key travels unencrypted and anyone on the way can read it; "
+				 "use https://", c->shown);
 		parallel = o->parallel > 0 ? o->parallel : 4;
 		pthread_once(&cap_curl_once, cap_curl_init);
 	} else {
@@ -290,7 +464,11 @@ int captioner_new(struct captioner **out, const struct captioner_opts *o, struct
 	return 0;
 fail:
 	strv_release(&c->argv);
+	strv_release(&c->env);
 	free(c->endpoint);
+	free(c->shown);
+	if (c->api_key)
+		freezero(c->api_key, strlen(c->api_key));
 	free(c->model);
 	free(c->prompt);
 	free(c->describe);
@@ -304,7 +482,9 @@ void captioner_free(struct captioner *c)
 		return;
 	sem_destroy(&c->slots);
 	strv_release(&c->argv);
+	strv_release(&c->env);
 	free(c->endpoint);
+	free(c->shown);
 	free(c->model);
 	free(c->prompt);
 	if (c->api_key)
@@ -336,7 +516,9 @@ static void cap_sleep_ms(long ms)
 
 static int cap_run_cmd(struct captioner *c, const char *path, char **caption, struct err *e)
 {
-	struct proc_opts po = { .timeout_ms = c->timeout_s * 1000, .max_output = CAP_MAX_STDOUT };
+	static char *const no_env[] = { NULL };
+	struct proc_opts po = { .timeout_ms = c->timeout_s * 1000, .max_output = CAP_MAX_STDOUT,
+				.envp = c->env.v ? c->env.v : no_env };
 	struct buf out = BUF_INIT, errout = BUF_INIT;
 	const char **argv = xcalloc(c->argv.n + 2, sizeof(*argv));
 	int r, status = 0;
@@ -482,7 +664,7 @@ static int cap_post(struct captioner *c, const char *body, size_t len, struct ca
 			break;
 		}
 		r = err_set(e, cc == CURLE_OPERATION_TIMEDOUT ? ERR_TIMEOUT : ERR_IO,
-			    "cannot reach caption server %s: %s", c->endpoint,
+			    "cannot reach caption server %s: %s", c->shown,
 			    errbuf[0] ? errbuf : curl_easy_strerror(cc));
 	}
 	curl_easy_cleanup(curl);
@@ -531,7 +713,7 @@ static int cap_run_url(struct captioner *c, const char *path, char **caption, st
 		long status = 0, wait_ms;
 
 		buf_init(&h.body);
-		log_debug("POST %s: %s, %zu bytes of image, try %d of %d", c->endpoint, mime,
+		log_debug("POST %s: %s, %zu bytes of image, try %d of %d", c->shown, mime,
 			  img.len, attempt, c->max_tries);
 		cap_slot_take(c);
 		r = cap_post(c, body, strlen(body), &h, &status, &retry, e);

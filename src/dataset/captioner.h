@@ -1,16 +1,21 @@
 /* Caption providers: something that looks at one image and writes a caption.
  * Two kinds, as earlier tools used them:
  *   command  a program run once per image, no shell, with the image path as
- *            its last argument; its stdout is the caption.
+ *            its last argument; its stdout is the caption. Its environment
+ *            is ferry's minus every variable that holds a secret setting.
  *   url      an OpenAI-compatible chat-completions endpoint; the image goes
  *            as a base64 data URL in a vision message, the key as a bearer
- *            token (never in argv, never logged).
+ *            token (never in argv, never logged). The URL is shown and
+ *            logged without its userinfo and query, whose credentials are
+ *            registered as secrets; a key sent over plain http:// to
+ *            another machine draws a warning.
  * A captioner is thread-safe: many workers may call captioner_caption at
  * once; it lets `parallel` of them through at a time. */
 #ifndef FERRY_DATASET_CAPTIONER_H
 #define FERRY_DATASET_CAPTIONER_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/err.h"
@@ -42,7 +47,8 @@ int captioner_opts_from_config(struct captioner_opts *o, const struct config *c,
  * make a captioner. Registers the key with the logger as a secret. */
 int captioner_new(struct captioner **out, const struct captioner_opts *o, struct err *e);
 void captioner_free(struct captioner *c);
-/* For people: "command 'blip-caption'" or "url http://host/v1/chat/completions". */
+/* For people: "command 'blip-caption'" or "url http://host/v1/chat/completions"
+ * (the URL as captioner_url_shown gives it). */
 const char *captioner_describe(const struct captioner *c);
 /* Caption the image at `path` (a JPEG, PNG or WebP file). On success
  * *caption is a non-empty, trimmed UTF-8 string the caller frees. On failure
@@ -53,8 +59,14 @@ int captioner_caption(struct captioner *c, const char *path, char **caption, str
 /* Building blocks, exposed for tests. */
 /* Standard base64 (RFC 4648, with padding) of `len` bytes. */
 char *captioner_base64(const void *data, size_t len);
-/* `url` with "/chat/completions" appended unless it ends with it already. */
+/* `url` with "/chat/completions" appended to its path (before any query)
+ * unless the path ends with it already. */
 char *captioner_endpoint(const char *url);
+/* `url` as it may be shown and logged: no userinfo (user:password@), the
+ * query and fragment replaced by "?…" / "#…", control characters escaped. */
+char *captioner_url_shown(const char *url);
+/* Whether the URL's host is this machine: localhost, 127.0.0.0/8 or ::1. */
+bool captioner_url_local(const char *url);
 /* The chat-completions request body for one image. */
 json_t *captioner_request(const char *model, const char *prompt, const char *mime,
 			  const void *image, size_t len);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <vips/vips.h>
+#include <vips/vector.h> /* after vips.h, which it needs */
 #include <webp/encode.h>
 
 #include "common/buf.h"
@@ -343,7 +344,12 @@ struct fix_ctx {
 	size_t nitems;
 	atomic_size_t next;
 	bool vips;            /* libvips is initialised */
+	bool info_staged;     /* dataset_info.json is in the staging folder */
 };
+
+/* The detail of a link that is kept: the result has no links, because in
+ * place a link breaks when fix drops or moves what it points to. */
+#define FIX_LINK_COPIED "a symbolic link; the file it points to is written as a regular file"
 
 static pthread_once_t fix_vips_once = PTHREAD_ONCE_INIT;
 static int fix_vips_status;
@@ -357,9 +363,36 @@ static void fix_vips_init(void)
 		vips_concurrency_set(1);
 		vips_cache_set_max(0);
 		vips_cache_set_max_mem(0);
+		/* No run-time SIMD code: liborc (0.4.33 at least) compiles and
+		 * frees its programs without a lock, and two workers resizing at
+		 * once corrupt its code memory and the heap. */
+		vips_vector_set_enabled(FALSE);
 	}
 }
 
+/* libvips keeps one error buffer for the whole process, so a worker that
+ * reads it may get another worker's message, or take it away. Images are
+ * repaired under this lock held shared; an image whose repair fails in
+ * libvips is repaired again with the lock held exclusively (no other image
+ * in libvips), from a clear buffer, so the message read is its own. Nothing
+ * reads or clears the buffer under the shared lock. */
+static pthread_rwlock_t fix_vips_lock;
+static pthread_once_t fix_vips_lock_once = PTHREAD_ONCE_INIT;
+
+static void fix_vips_lock_init(void)
+{
+	pthread_rwlockattr_t attr;
+
+	pthread_rwlockattr_init(&attr);
+	/* A waiting exclusive run must not starve behind a stream of shared ones. */
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	if (pthread_rwlock_init(&fix_vips_lock, &attr))
+		abort();
+	pthread_rwlockattr_destroy(&attr);
+}
+
+/* Read and clear libvips' error buffer: only with fix_vips_lock held
+ * exclusively, or before any worker starts. */
 static char *fix_vips_error(void)
 {
 	char *msg = vips_error_buffer_copy();
@@ -382,22 +415,20 @@ static const char *fix_ext(enum img_format f)
 	}
 }
 
-/* A plain lossy WebP (no EXIF, XMP or ICC chunk) of 8-bit RGB pixels. */
-static int fix_webp_encode(VipsImage *im, struct buf *out, struct err *e)
+/* A plain lossy WebP (no EXIF, XMP or ICC chunk) of 8-bit RGB pixels.
+ * Sets *vips_failed when libvips failed (the message is the caller's). */
+static int fix_webp_encode(VipsImage *im, struct buf *out, bool *vips_failed, struct err *e)
 {
 	size_t npix = 0, len;
 	uint8_t *webp = NULL;
 	void *pix;
-	char *why;
 
 	if (im->Bands != 3 || im->BandFmt != VIPS_FORMAT_UCHAR || im->Xsize > WEBP_MAX_DIMENSION ||
 	    im->Ysize > WEBP_MAX_DIMENSION)
 		return err_set(e, ERR_LIMIT, "cannot write a %dx%d WebP image", im->Xsize, im->Ysize);
 	pix = vips_image_write_to_memory(im, &npix);
 	if (!pix) {
-		why = fix_vips_error();
-		err_set(e, ERR_CORRUPT, "cannot repair the image: %s", why);
-		free(why);
+		*vips_failed = true;
 		return ERR_CORRUPT;
 	}
 	len = WebPEncodeRGB(pix, im->Xsize, im->Ysize, im->Xsize * 3, FIX_WEBP_Q, &webp);
@@ -409,9 +440,13 @@ static int fix_webp_encode(VipsImage *im, struct buf *out, struct err *e)
 	return 0;
 }
 
-/* Decode, repair and encode one image; `out` gets the new file's bytes. */
-static int fix_pixels(const struct ds_file *f, unsigned plan, unsigned max_side,
-		      struct buf *out, unsigned *ow, unsigned *oh, struct err *e)
+/* Decode, repair and encode one image; `out` gets the new file's bytes.
+ * Shared (`alone` false, fix_vips_lock held shared): a failing libvips call
+ * (an unusable ICC profile included) stops the work with *again set, and the
+ * error buffer is left alone. Alone (the lock held exclusively): the buffer
+ * holds this image's messages only, and they are read. */
+static int fix_pixels(const struct ds_file *f, unsigned plan, unsigned max_side, bool alone,
+		      bool *again, struct buf *out, unsigned *ow, unsigned *oh, struct err *e)
 {
 	VipsImage *t[12] = { NULL };
 	VipsImage *cur;
@@ -421,7 +456,9 @@ static int fix_pixels(const struct ds_file *f, unsigned plan, unsigned max_side,
 	size_t enc_len = 0, k = 0;
 	bool has_icc;
 	int r, longest, vr = 0;
+	bool webp_vips_failed = false;
 
+	*again = false;
 	buf_init(&raw);
 	r = fsx_read_file(f->abs, &raw, FIX_MAX_IMAGE_BYTES, e);
 	if (r)
@@ -471,10 +508,13 @@ static int fix_pixels(const struct ds_file *f, unsigned plan, unsigned max_side,
 	if (has_icc) {
 		if (vips_icc_transform(cur, &t[k], "srgb", "embedded", TRUE, "depth", 8,
 				       "intent", VIPS_INTENT_RELATIVE, NULL)) {
-			char *why = fix_vips_error();
+			char *why;
 
+			if (!alone) /* its reason is only known when run alone */
+				goto vips_failed;
+			why = fix_vips_error();
 			log_info("%s: embedded ICC profile not usable (%s); converting without it",
-				 f->rel, why);
+				 f->rel, *why ? why : "libvips gave no reason");
 			free(why);
 		} else {
 			cur = t[k++];
@@ -516,7 +556,9 @@ static int fix_pixels(const struct ds_file *f, unsigned plan, unsigned max_side,
 	default:
 		/* libvips 8.14's webpsave ignores "strip" and always adds EXIF
 		 * (libvips issue 3340), so libwebp encodes the pixels itself. */
-		r = fix_webp_encode(cur, out, e);
+		r = fix_webp_encode(cur, out, &webp_vips_failed, e);
+		if (webp_vips_failed)
+			goto vips_failed;
 		if (r)
 			goto out;
 		break;
@@ -529,18 +571,53 @@ static int fix_pixels(const struct ds_file *f, unsigned plan, unsigned max_side,
 		buf_add(out, enc, enc_len);
 	goto out;
 
-vips_failed: {
-	char *why = fix_vips_error();
+vips_failed:
+	if (!alone) {
+		*again = true;
+		r = err_set(e, ERR_CORRUPT, "cannot repair %s: libvips failed", f->rel);
+	} else {
+		char *why = fix_vips_error();
 
-	r = err_set(e, ERR_CORRUPT, "cannot repair the image: %s", *why ? why : "libvips failed");
-	free(why);
-}
+		r = err_set(e, ERR_CORRUPT, "cannot repair %s: %s", f->rel,
+			    *why ? why : "libvips failed and gave no reason");
+		free(why);
+	}
 out:
 	g_free(enc);
 	for (size_t i = 12; i-- > 0;)
 		if (t[i])
 			g_object_unref(t[i]);
 	buf_release(&raw);
+	return r;
+}
+
+int fix_image(const struct ds_file *f, unsigned plan, unsigned max_side, struct buf *out,
+	      unsigned *w, unsigned *h, struct err *e)
+{
+	size_t start = out->len;
+	bool again = false;
+	int r;
+
+	pthread_once(&fix_vips_once, fix_vips_init);
+	if (fix_vips_status)
+		return err_set(e, ERR_FAIL, "cannot repair %s: libvips did not start", f->rel);
+	pthread_once(&fix_vips_lock_once, fix_vips_lock_init);
+	pthread_rwlock_rdlock(&fix_vips_lock);
+	r = fix_pixels(f, plan, max_side, false, &again, out, w, h, e);
+	pthread_rwlock_unlock(&fix_vips_lock);
+	if (!again)
+		return r;
+	/* Again, alone: whatever the buffer holds now belongs to other images
+	 * that failed and will be run alone too. */
+	out->len = start;
+	if (out->cap)
+		out->data[start] = '\0';
+	err_clear(e);
+	pthread_rwlock_wrlock(&fix_vips_lock);
+	vips_error_clear();
+	r = fix_pixels(f, plan, max_side, true, &again, out, w, h, e);
+	vips_error_clear();
+	pthread_rwlock_unlock(&fix_vips_lock);
 	return r;
 }
 
@@ -624,22 +701,29 @@ static void fix_do_image(struct fix_ctx *c, struct fix_item *it)
 		fix_act(&it->acts, f->rel, "renamed", "-> %s (%s)", it->out_rel, it->why_renamed);
 
 	if (!(it->plan & FIX_PIXELS)) {
+		/* In place, a file stays as it is unless it is a link. */
+		bool keep = o->in_place && !f->symlink && !strcmp(it->out_rel, f->rel);
+
 		if (o->dry_run) {
-			fix_act(&it->acts, f->rel, o->in_place ? "kept" : "copied", NULL);
+			fix_act(&it->acts, f->rel, keep ? "kept" : "copied",
+				f->symlink ? FIX_LINK_COPIED : NULL);
 			return;
 		}
-		if (o->in_place && !strcmp(it->out_rel, f->rel)) {
+		if (keep) {
 			it->img_kept = true;
 			fix_act(&it->acts, f->rel, "kept", NULL);
 			return;
 		}
 		if (fix_stage_copy(c, f->abs, it->out_rel, &e)) {
-			fix_act(&it->acts, f->rel, "fix_failed", "%s", e.msg);
+			fix_act(&it->acts, f->rel, "fix_failed", "cannot copy %s: %s", f->rel,
+				e.msg);
 			it->failures++;
+			if (o->in_place && !strcmp(it->out_rel, f->rel))
+				it->img_kept = true; /* nothing staged: leave it as it was */
 			return;
 		}
 		it->img_staged = true;
-		fix_act(&it->acts, f->rel, "copied", NULL);
+		fix_act(&it->acts, f->rel, "copied", f->symlink ? FIX_LINK_COPIED : NULL);
 		return;
 	}
 
@@ -658,7 +742,7 @@ static void fix_do_image(struct fix_ctx *c, struct fix_item *it)
 		unsigned w = 0, h = 0;
 
 		buf_init(&enc);
-		if (fix_pixels(f, it->plan, max_side, &enc, &w, &h, &e) ||
+		if (fix_image(f, it->plan, max_side, &enc, &w, &h, &e) ||
 		    fix_stage_write(c, it->out_rel, enc.data, enc.len, &e)) {
 			fix_act(&it->acts, f->rel, "fix_failed", "%s; copied unchanged", e.msg);
 			it->failures++;
@@ -678,7 +762,6 @@ static void fix_do_image(struct fix_ctx *c, struct fix_item *it)
 			it->plan & FIX_REENCODE ? "; the file was larger than the limit" : "");
 		buf_release(&enc);
 	}
-	vips_error_clear();
 }
 
 static char *fix_preview(const char *s)
@@ -756,7 +839,8 @@ static void fix_do_caption(struct fix_ctx *c, struct fix_item *it)
 								 : xstrdup(img->abs);
 
 			if (captioner_caption(o->captioner, path, &gen, &e)) {
-				fix_act(&it->acts, img->rel, "caption_failed", "%s", e.msg);
+				fix_act(&it->acts, img->rel, "caption_failed", "%s: %s", img->rel,
+					e.msg);
 				it->failures++;
 				err_clear(&e);
 			} else {
@@ -788,20 +872,22 @@ static void fix_do_caption(struct fix_ctx *c, struct fix_item *it)
 	if (!norm)
 		goto out;
 
-	/* Write it, or keep the file as it is. */
+	/* Write it, or keep the file as it is (in place, unless it is a link). */
 	if (!changed && g && !strcmp(it->cap_rel, g->rel)) {
-		if (o->in_place) {
+		if (o->in_place && !g->symlink) {
 			it->cap_kept = true;
 			fix_act(&it->acts, g->rel, "kept", NULL);
 			goto out;
 		}
 		if (!o->dry_run && fix_stage_copy(c, g->abs, it->cap_rel, &e)) {
-			fix_act(&it->acts, g->rel, "fix_failed", "%s", e.msg);
+			fix_act(&it->acts, g->rel, "fix_failed", "caption of %s: %s", img->rel,
+				e.msg);
 			it->failures++;
+			it->cap_kept = o->in_place; /* nothing staged: leave it as it was */
 			goto out;
 		}
 		it->cap_staged = !o->dry_run;
-		fix_act(&it->acts, g->rel, "copied", NULL);
+		fix_act(&it->acts, g->rel, "copied", g->symlink ? FIX_LINK_COPIED : NULL);
 		goto out;
 	}
 	if (!changed && g)
@@ -813,7 +899,8 @@ static void fix_do_caption(struct fix_ctx *c, struct fix_item *it)
 		buf_puts(&b, norm);
 		buf_putc(&b, '\n');
 		if (fix_stage_write(c, it->cap_rel, b.data, b.len, &e)) {
-			fix_act(&it->acts, where, "fix_failed", "%s", e.msg);
+			fix_act(&it->acts, where, "fix_failed", "caption of %s: %s", img->rel,
+				e.msg);
 			it->failures++;
 		} else {
 			it->cap_staged = true;
@@ -928,7 +1015,9 @@ static void fix_plan(struct fix_ctx *c, struct fix_alist *acts)
 			break;
 		case DS_ROLE_INFO:
 			if (f->usable)
-				fix_act(acts, f->rel, o->in_place ? "kept" : "copied", NULL);
+				fix_act(acts, f->rel,
+					o->in_place && !f->symlink ? "kept" : "copied",
+					f->symlink ? FIX_LINK_COPIED : NULL);
 			else
 				fix_act(acts, f->rel, "dropped_info",
 					"not a valid JSON object; the result has none");
@@ -1136,10 +1225,13 @@ static int fix_swap_in(struct fix_ctx *c, struct fix_result *res, struct err *e)
 		if (it->cap_staged)
 			strv_push(&in_rels, it->cap_rel);
 	}
+	if (c->info_staged)
+		strv_push(&in_rels, DS_INFO_NAME);
 	for (size_t i = 0; i < ds->nfiles; i++) {
 		const struct ds_file *f = &ds->files[i];
 
-		if (f->role == DS_ROLE_OTHER || keep[i] || (f->role == DS_ROLE_INFO && f->usable))
+		if (f->role == DS_ROLE_OTHER || keep[i] ||
+		    (f->role == DS_ROLE_INFO && f->usable && !c->info_staged))
 			continue;
 		strv_push(&out_rels, f->rel);
 	}
@@ -1343,12 +1435,19 @@ int fix_run(const char *dir, const struct fix_opts *o, struct fix_result *res, s
 	}
 	fix_work_all(&c);
 
-	if (!o->dry_run && !o->in_place) {
+	if (!o->dry_run) {
 		int info = ds_find(c.ds, DS_INFO_NAME);
 
+		/* Copied to a new folder; in place only when it is a link. */
 		if (info >= 0 && c.ds->files[info].usable &&
-		    (r = fix_stage_copy(&c, c.ds->files[info].abs, DS_INFO_NAME, e)))
-			goto out;
+		    (!o->in_place || c.ds->files[info].symlink)) {
+			r = fix_stage_copy(&c, c.ds->files[info].abs, DS_INFO_NAME, e);
+			if (r)
+				goto out;
+			c.info_staged = true;
+		}
+	}
+	if (!o->dry_run && !o->in_place) {
 		if (rename(c.stage, out)) {
 			r = err_sys(e, ERR_IO, "cannot rename %s to %s (the fixed copy is in %s)",
 				    c.stage, out, c.stage);

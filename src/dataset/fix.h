@@ -9,7 +9,12 @@
  * complete. In place, the new files are built in DIR/.ferry-fix-PID, every
  * original that is dropped or replaced is moved to
  * DIR/.ferry-removed/<UTC timestamp>/ (same relative path), and then the new
- * files are moved in. Nothing is deleted. */
+ * files are moved in. Nothing is deleted.
+ *
+ * No file in the result is a symbolic link: a link that is kept (the first
+ * of two duplicates, an image, a caption or dataset_info.json) is written as
+ * a regular file with the bytes it points to, and in place the link itself
+ * goes to .ferry-removed, so it cannot break when its target is dropped. */
 #ifndef FERRY_DATASET_FIX_H
 #define FERRY_DATASET_FIX_H
 
@@ -19,6 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "dataset/captioner.h"
 #include "dataset/dataset.h"
@@ -79,6 +85,13 @@ void fix_result_print(const struct fix_result *res, FILE *f);
 /* Building blocks, exposed for tests. */
 /* FIX_* bits for an image that decoded (status 0). */
 unsigned fix_plan_image(const struct ds_file *f, unsigned max_side, uint64_t max_file_bytes);
+/* Repair the image `f` names (f->abs, f->rel, f->img) as `plan` says;
+ * `out` gets the new file's bytes. Thread-safe. libvips' error buffer is
+ * one for the process: an image that fails in libvips is run again while
+ * no other image is in libvips, so that a failure's message is this image's
+ * own reason; every message names f->rel. */
+int fix_image(const struct ds_file *f, unsigned plan, unsigned max_side, struct buf *out,
+	      unsigned *w, unsigned *h, struct err *e);
 /* Width and height after orientation and the shrink to max_side. */
 void fix_planned_size(const struct img_info *im, unsigned max_side, unsigned *w, unsigned *h);
 /* Strip a UTF-8 BOM, turn every run of whitespace or control characters

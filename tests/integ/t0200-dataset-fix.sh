@@ -182,6 +182,40 @@ t_ok "a second run in place" "$FERRY" dataset fix "$ip" --in-place --json --max-
 t_eq "has nothing to do" "$(json_get "$T_OUT" 'sorted(set(a["action"] for a in d["actions"]))')" '["kept","skipped"]'
 t_eq "and moves nothing" "$(json_get "$T_OUT" .removed)" null
 
+# Links inside the dataset: a kept link becomes a regular file. a.jpg ->
+# real/x.jpg comes first in path order, so the link is the duplicate kept and
+# real/x.jpg the one dropped; the link must not be left pointing at nothing.
+gen valid "$tmpdir/ln" 12 256x256
+ln_ds=$tmpdir/ln
+mkdir "$ln_ds/real"
+mv "$ln_ds/img_001.jpg" "$ln_ds/real/x.jpg"
+mv "$ln_ds/img_001.txt" "$ln_ds/real/x.txt"
+ln -s real/x.jpg "$ln_ds/a.jpg"
+ln -s real/x.txt "$ln_ds/a.txt"
+x_sum=$(sha256sum <"$ln_ds/real/x.jpg")
+x_txt=$(cat "$ln_ds/real/x.txt")
+t_ok "a copy of a dataset with links" "$FERRY" dataset fix "$ln_ds" -o "$tmpdir/ln-out" --json \
+	--resolution 256
+t_eq "a.jpg in the copy is a regular file" "$([ -f "$tmpdir/ln-out/a.jpg" ] && [ ! -L "$tmpdir/ln-out/a.jpg" ] && echo regular)" regular
+t_eq "with the bytes it pointed to" "$(sha256sum <"$tmpdir/ln-out/a.jpg")" "$x_sum"
+t_ok "in place, with links" "$FERRY" dataset fix "$ln_ds" --in-place --json --resolution 256
+t_eq "ready" "$(json_get "$T_OUT" .ready)" true
+t_eq "no broken link in the result" \
+	"$(json_get "$T_OUT" '[f["code"] for f in d["check"]["findings"] if "symlink" in f["code"]]')" "[]"
+t_match "the link is reported as written out" \
+	"$(json_get "$T_OUT" '[a["detail"] for a in d["actions"] if a["path"]=="a.jpg" and a["action"]=="copied"][0]')" \
+	"symbolic link"
+ln_removed=$(json_get "$T_OUT" .removed)
+for f in a.jpg a.txt; do
+	t_eq "$f is now a regular file" "$([ -f "$ln_ds/$f" ] && [ ! -L "$ln_ds/$f" ] && echo regular)" regular
+	t_eq "the $f link itself is kept aside" "$([ -L "$ln_removed/$f" ] && echo link)" link
+done
+t_eq "a.jpg has the bytes it pointed to" "$(sha256sum <"$ln_ds/a.jpg")" "$x_sum"
+t_eq "a.txt the caption" "$(cat "$ln_ds/a.txt")" "$x_txt"
+t_file "the dropped duplicate is kept aside" "$ln_removed/real/x.jpg"
+t_eq "no link left in the dataset" "$(find "$ln_ds" -path "$ln_ds/.ferry-removed" -prune -o -type l -print | wc -l)" 0
+t_ok "the dataset passes check" "$FERRY" dataset check "$ln_ds" --resolution 256
+
 # Hostile names are only names.
 gen hostile-names "$tmpdir/hostile" 12 256x256
 t_ok "hostile names" "$FERRY" dataset fix "$tmpdir/hostile" -o "$tmpdir/hostile-out" --resolution 384

@@ -93,6 +93,36 @@ t_fails "both providers as flags: usage error" 2 "$FERRY" dataset fix "$tmpdir/h
 	-o "$tmpdir/never" --caption-cmd true --caption-url http://127.0.0.1:9/v1
 t_no_file "nothing written" "$tmpdir/never"
 
+# The command gets ferry's environment without the secrets in it.
+cat >"$tmpdir/capenv.py" <<'PY'
+import json, os
+with open(os.environ["CAP_ENV_LOG"], "a", encoding="utf-8") as f:
+    f.write(json.dumps(dict(os.environ)) + "\n")
+print("a photo of a thing")
+PY
+export CAP_ENV_LOG=$tmpdir/env.log
+: >"$CAP_ENV_LOG"
+vast="vast-$$-$RANDOM-env-secret"
+openai="sk-openai-$$-$RANDOM-env-secret"
+t_ok "a caption command while ferry holds secrets" env VAST_API_KEY="$vast" \
+	OPENAI_API_KEY="$openai" HF_TOKEN="hf-$vast" AWS_SECRET_ACCESS_KEY="aws-$vast" \
+	R2_SECRET_ACCESS_KEY="r2-$vast" FERRY_CAPTION_API_KEY="cap-$vast" FERRY_T_PLAIN=plain-value \
+	"$FERRY" dataset fix "$tmpdir/hostile" -o "$tmpdir/hostile-env" --resolution 256 --json \
+	--caption-cmd "python3 $tmpdir/capenv.py"
+t_eq "six captions generated" "$(json_get "$T_OUT" .summary.caption_generated)" 6
+t_eq "the command recorded its environment six times" "$(wc -l <"$CAP_ENV_LOG")" 6
+envs_with() {
+	python3 -c '
+import json, sys
+print(sum(1 for l in open(sys.argv[1]) if eval(sys.argv[2], {}, {"e": json.loads(l)})))' "$CAP_ENV_LOG" "$1"
+}
+for var in VAST_API_KEY OPENAI_API_KEY HF_TOKEN AWS_SECRET_ACCESS_KEY R2_SECRET_ACCESS_KEY \
+	FERRY_CAPTION_API_KEY; do
+	t_eq "$var did not reach the command" "$(envs_with "'$var' in e")" 0
+done
+t_eq "no secret value reached it under any name" "$(grep -c -- "env-secret" "$CAP_ENV_LOG")" 0
+t_eq "ordinary variables did" "$(envs_with 'e.get("FERRY_T_PLAIN")=="plain-value" and "PATH" in e')" 6
+
 # --- an OpenAI-compatible endpoint ------------------------------------------------
 
 gen warnings "$tmpdir/warn" 12 512x512
@@ -189,6 +219,52 @@ t_ok "OPENAI_API_KEY is used" env -u FERRY_CAPTION_API_KEY OPENAI_API_KEY="$key"
 	"$FERRY" dataset fix "$tmpdir/warn" -o "$tmpdir/url-out5" --caption-url "http://127.0.0.1:$port/v1"
 t_eq "all four authorised" "$(count_log 'r["auth_ok"] and r["status"]==200')" 4
 t_not_match "ferry config masks it" "$(env -u FERRY_CAPTION_API_KEY OPENAI_API_KEY="$key" "$FERRY" config)" "$key"
+
+# Credentials in the URL are never shown: no user:password@, the query as "?…".
+start_server userinfo
+upw="pw-$$-$RANDOM-userinfo"
+t_ok "a URL with user:password@" "$FERRY" -vv dataset fix "$tmpdir/warn" -o "$tmpdir/url-out6" \
+	--json --caption-url "http://bob:$upw@127.0.0.1:$port/v1"
+t_eq "four answers" "$(count_log 'r["status"]==200 and r["auth_ok"]')" 4
+t_not_match "the password is not printed (-vv)" "$(cat "$T_OUT" "$T_ERR")" "$upw"
+t_match "requests are logged with the URL, without it" "$(cat "$T_ERR")" \
+	"POST http://127.0.0.1:$port/v1/chat/completions:"
+t_eq "a key to this machine over http draws no warning" "$(grep -c unencrypted "$T_ERR")" 0
+
+start_server query
+qk="qk-$$-$RANDOM-query"
+t_fails "a URL with ?key=: the stand-in has no such route" 1 "$FERRY" -vv dataset fix \
+	"$tmpdir/warn" -o "$tmpdir/url-out7" --json --caption-url "http://127.0.0.1:$port/v1?key=$qk"
+t_eq "/chat/completions went before the query" \
+	"$(count_log 'r["path"]=="/v1/chat/completions?key='"$qk"'"')" 4
+t_match "the server's answer is reported" \
+	"$(json_get "$T_OUT" '[a["detail"] for a in d["actions"] if a["action"]=="caption_failed"][0]')" \
+	"HTTP 404"
+t_match "and names the image" \
+	"$(json_get "$T_OUT" '[a["detail"] for a in d["actions"] if a["action"]=="caption_failed" and a["path"]=="nocap.jpg"][0]')" \
+	"^nocap.jpg: "
+t_not_match "the query's key is not printed, though the server echoed it" \
+	"$(cat "$T_OUT" "$T_ERR")" "$qk"
+
+t_ok "dry run with credentials in the URL" "$FERRY" dataset fix "$tmpdir/warn" --dry-run --json \
+	--caption-url "http://bob:$upw@127.0.0.1:$port/v1?key=$qk"
+t_match "the plan shows the URL without them" \
+	"$(json_get "$T_OUT" '[a["detail"] for a in d["actions"] if a["action"]=="caption_generated"][0]')" \
+	"would ask url http://127.0.0.1:$port/v1/chat/completions\?…$"
+t_not_match "neither is printed" "$(cat "$T_OUT" "$T_ERR")" "$upw|$qk|bob"
+
+# A key sent over plain http:// to another machine: one warning.
+t_ok "a key over http:// to another machine (dry run)" "$FERRY" dataset fix "$tmpdir/warn" \
+	--dry-run --caption-url "http://caption.example.invalid/v1"
+t_eq "warned once" "$(grep -c 'unencrypted' "$T_ERR")" 1
+t_match "naming the URL" "$(cat "$T_ERR")" "caption.url http://caption.example.invalid/v1/chat/completions"
+t_not_match "not the key" "$(cat "$T_ERR")" "$key"
+t_ok "over https://" "$FERRY" dataset fix "$tmpdir/warn" --dry-run \
+	--caption-url "https://caption.example.invalid/v1"
+t_eq "no warning" "$(grep -c 'unencrypted' "$T_ERR")" 0
+t_ok "without a key" env -u FERRY_CAPTION_API_KEY -u OPENAI_API_KEY "$FERRY" dataset fix \
+	"$tmpdir/warn" --dry-run --caption-url "http://caption.example.invalid/v1"
+t_eq "no warning" "$(grep -c 'unencrypted' "$T_ERR")" 0
 
 # Dry run: nobody is asked.
 start_server dry

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/fsx.h"
 #include "common/json_util.h"
 #include "common/log.h"
@@ -67,6 +68,11 @@ static void test_endpoint(void **state)
 		{ "https://api.example/v1/chat/completions", "https://api.example/v1/chat/completions" },
 		{ "https://api.example/v1/chat/completions/", "https://api.example/v1/chat/completions" },
 		{ "http://h", "http://h/chat/completions" },
+		/* The suffix goes on the path, not after a query or fragment. */
+		{ "https://h/v1?key=abc", "https://h/v1/chat/completions?key=abc" },
+		{ "https://h/v1/?key=a/b", "https://h/v1/chat/completions?key=a/b" },
+		{ "https://h/v1/chat/completions?key=a", "https://h/v1/chat/completions?key=a" },
+		{ "http://h/v1#part", "http://h/v1/chat/completions#part" },
 	};
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
@@ -74,6 +80,142 @@ static void test_endpoint(void **state)
 		assert_string_equal(s, v[i].out);
 		free(s);
 	}
+}
+
+static void test_url_shown(void **state)
+{
+	static const struct { const char *in, *out; } v[] = {
+		{ "http://127.0.0.1:8080/v1/chat/completions", "http://127.0.0.1:8080/v1/chat/completions" },
+		{ "https://user:pass@host/v1/chat/completions?key=abc",
+		  "https://host/v1/chat/completions?\xe2\x80\xa6" },
+		{ "https://sk-token@host:8443/v1", "https://host:8443/v1" },
+		{ "https://host/v1?", "https://host/v1?\xe2\x80\xa6" },
+		{ "https://host/v1#frag", "https://host/v1#\xe2\x80\xa6" },
+		{ "https://a:b@c@host/v1", "https://host/v1" },            /* the last '@' ends it */
+		{ "https://u:pa/ss@host/v1", "https://\xe2\x80\xa6@host/v1" }, /* never "pa" */
+		{ "https://host/a\x01" "b", "https://host/a\\x01b" },
+		{ "user:pw@host/x?y", "host/x?\xe2\x80\xa6" },            /* no scheme */
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char *s = captioner_url_shown(v[i].in);
+
+		if (strcmp(s, v[i].out))
+			fail_msg("%s: got %s, want %s", v[i].in, s, v[i].out);
+		free(s);
+	}
+}
+
+static void test_url_local(void **state)
+{
+	static const char *const local[] = {
+		"http://localhost/v1", "http://LocalHost:8000/v1", "http://localhost.:1",
+		"http://127.0.0.1:8000/v1", "http://127.9.8.7/", "http://127.1:80",
+		"http://[::1]:8080/v1", "http://[::ffff:127.0.0.1]/v1", "http://user:pw@localhost/v1",
+		"http://localhost?x=1",
+	};
+	static const char *const remote[] = {
+		"http://example.com/v1", "http://10.0.0.1:8000/v1", "http://128.0.0.1/",
+		"http://127.0.0.1.evil.example/v1", "http://localhost.evil.example/",
+		"http://localhost@evil.example/v1", "http://[2001:db8::1]:80/", "http://[::1/",
+		"http://0.0.0.0/v1", "http://", "http://:80/",
+	};
+
+	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+		if (!captioner_url_local(local[i]))
+			fail_msg("%s should be this machine", local[i]);
+	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
+		if (captioner_url_local(remote[i]))
+			fail_msg("%s should not be this machine", remote[i]);
+}
+
+/* Run `fn` with stderr going to a file; returns what it wrote. */
+static char *stderr_of(void (*fn)(void *), void *arg)
+{
+	char *path = fsx_join(tmp, "stderr.txt"), *text;
+	struct buf b = BUF_INIT;
+	FILE *f;
+	int saved;
+
+	fflush(stderr);
+	saved = dup(2);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(dup2(fileno(f), 2), 2);
+	fn(arg);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	fclose(f);
+	buf_init(&b);
+	assert_int_equal(fsx_read_file(path, &b, 0, NULL), 0);
+	text = buf_detach(&b, NULL);
+	free(path);
+	return text;
+}
+
+static void new_and_free(void *arg)
+{
+	struct captioner *c = NULL;
+	struct err e = { 0 };
+
+	assert_int_equal(captioner_new(&c, arg, &e), 0);
+	captioner_free(c);
+}
+
+static void test_url_credentials(void **state)
+{
+	struct captioner_opts o = {
+		.url = "https://bob:hunter2-pass@api.example/v1?api_key=qk-secret%2F99&mode=fast",
+	};
+	struct captioner *c = NULL;
+	struct err e = { 0 };
+	struct buf b = BUF_INIT;
+	char *out;
+
+	/* Shown without them, and they are masked wherever they turn up. */
+	assert_int_equal(captioner_new(&c, &o, &e), 0);
+	assert_string_equal(captioner_describe(c),
+			    "url https://api.example/v1/chat/completions?\xe2\x80\xa6");
+	buf_init(&b);
+	buf_puts(&b, "said hunter2-pass, qk-secret%2F99, qk-secret/99 and bob in fast mode");
+	log_redact(&b);
+	assert_null(strstr(b.data, "hunter2"));
+	assert_null(strstr(b.data, "qk-secret")); /* as written and decoded */
+	assert_non_null(strstr(b.data, "fast mode")); /* not every value is a secret */
+	buf_release(&b);
+	captioner_free(c);
+	log_forget_secrets();
+	/* A URL that is refused is not shown with them either. */
+	o.url = "ftp://bob:hunter2-pass@api.example/v1";
+	assert_int_equal(captioner_new(&c, &o, &e), ERR_USAGE);
+	assert_null(strstr(e.msg, "hunter2"));
+	log_forget_secrets();
+
+	/* A key over plain http:// to another machine: one warning. */
+	o.url = "http://api.example/v1";
+	o.api_key = "sk-plain-http-key";
+	out = stderr_of(new_and_free, &o);
+	assert_non_null(strstr(out, "http://api.example/v1/chat/completions"));
+	assert_non_null(strstr(out, "unencrypted"));
+	assert_null(strstr(out, "sk-plain"));
+	assert_null(strstr(strstr(out, "unencrypted") + 1, "unencrypted")); /* once */
+	free(out);
+	/* Not to this machine, not over https, not without a key. */
+	o.url = "http://127.0.0.1:9/v1";
+	out = stderr_of(new_and_free, &o);
+	assert_string_equal(out, "");
+	free(out);
+	o.url = "https://api.example/v1";
+	out = stderr_of(new_and_free, &o);
+	assert_string_equal(out, "");
+	free(out);
+	o.url = "http://api.example/v1";
+	o.api_key = NULL;
+	out = stderr_of(new_and_free, &o);
+	assert_string_equal(out, "");
+	free(out);
+	log_forget_secrets();
 }
 
 static void test_request(void **state)
@@ -206,6 +348,31 @@ static void test_command(void **state)
 	free(hostile);
 }
 
+/* The program gets ferry's environment without the secrets in it. */
+static void test_command_env(void **state)
+{
+	static const char *const secrets[] = { "VAST_API_KEY", "OPENAI_API_KEY",
+					       "FERRY_CAPTION_API_KEY", "HF_TOKEN",
+					       "AWS_SECRET_ACCESS_KEY", "R2_SECRET_ACCESS_KEY" };
+	char *img = make_image("env.jpg");
+	struct err e = { 0 };
+	char *cap = NULL;
+
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		assert_int_equal(setenv(secrets[i], "s3cret-value", 1), 0);
+	assert_int_equal(setenv("FERRY_TEST_PLAIN", "plain", 1), 0);
+	assert_int_equal(caption_with("sh -c 'env | grep -c s3cret-value; "
+				      "printf \"%s|%s|%s\" \"${VAST_API_KEY-unset}\" "
+				      "\"${OPENAI_API_KEY-unset}\" \"$FERRY_TEST_PLAIN\"' sh",
+				      10, img, &cap, &e), 0);
+	assert_string_equal(cap, "0\nunset|unset|plain");
+	free(cap);
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+		unsetenv(secrets[i]);
+	unsetenv("FERRY_TEST_PLAIN");
+	free(img);
+}
+
 static void test_new_rejects(void **state)
 {
 	struct captioner_opts o = { 0 };
@@ -302,9 +469,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_endpoint),
+		cmocka_unit_test(test_url_shown),
+		cmocka_unit_test(test_url_local),
+		cmocka_unit_test(test_url_credentials),
 		cmocka_unit_test(test_request),
 		cmocka_unit_test(test_parse_reply),
 		cmocka_unit_test(test_command),
+		cmocka_unit_test(test_command_env),
 		cmocka_unit_test(test_new_rejects),
 		cmocka_unit_test(test_from_config),
 		cmocka_unit_test(test_url_retries_then_fails),

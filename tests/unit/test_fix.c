@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -681,6 +683,270 @@ static void test_flatten_16bit(void **state)
 	free(out);
 }
 
+/* ---- links ---- */
+
+static bool is_regular(const char *dir, const char *rel)
+{
+	char *p = path_in(dir, rel);
+	struct stat st;
+	bool r = lstat(p, &st) == 0 && S_ISREG(st.st_mode);
+
+	free(p);
+	return r;
+}
+
+static bool is_link(const char *dir, const char *rel)
+{
+	char *p = path_in(dir, rel);
+	struct stat st;
+	bool r = lstat(p, &st) == 0 && S_ISLNK(st.st_mode);
+
+	free(p);
+	return r;
+}
+
+static void make_link(const char *dir, const char *target, const char *rel)
+{
+	char *p = path_in(dir, rel);
+
+	assert_int_equal(symlink(target, p), 0);
+	free(p);
+}
+
+static void hash_of(const char *dir, const char *rel, char hex[SHA256_HEX_LEN + 1])
+{
+	char *p = path_in(dir, rel);
+
+	assert_int_equal(sha256_file(p, hex, NULL, NULL), 0);
+	free(p);
+}
+
+/* a.png -> real/x.png: the link comes first in path order, so it is the
+ * duplicate that is kept and real/x.png the one dropped. Its caption and
+ * dataset_info.json are links too. */
+static char *make_linked_dataset(const char *name)
+{
+	char *dir = fsx_join(base, name);
+
+	assert_int_equal(fsx_mkdir_p(dir, 0755, NULL), 0);
+	write_image(dir, "real/x.png", "png", 40, 30, 3, 11, 1);
+	tu_write_file(dir, "real/x.txt", "ohwx on a link\n", 15);
+	make_link(dir, "real/x.png", "a.png");
+	make_link(dir, "real/x.txt", "a.txt");
+	write_image(dir, "b.jpg", "jpeg", 40, 30, 3, 12, 1);
+	tu_write_file(dir, "b.txt", "ohwx b\n", 7);
+	tu_write_file(dir, "meta/info.json", "{\"triggerWords\":[\"ohwx\"]}\n", 26);
+	make_link(dir, "meta/info.json", "dataset_info.json");
+	return dir;
+}
+
+static void test_links_become_files(void **state)
+{
+	char *dir = make_linked_dataset("links"), *out = fsx_join(base, "links-out");
+	char want[SHA256_HEX_LEN + 1], got[SHA256_HEX_LEN + 1], *removed, *t;
+	const struct fix_action *a;
+	struct fix_result res;
+	struct fix_opts o;
+	struct err e = { 0 };
+
+	hash_of(dir, "real/x.png", want);
+
+	/* To a new folder: regular files with the bytes the links lead to. */
+	fix_opts_for(&o, out);
+	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
+	assert_true(res.ready);
+	assert_non_null(find_action(&res, "real/x.png", "dropped_duplicate"));
+	a = find_action(&res, "a.png", "copied");
+	assert_non_null(a);
+	assert_non_null(a->detail);
+	assert_non_null(strstr(a->detail, "symbolic link"));
+	assert_true(is_regular(out, "a.png"));
+	hash_of(out, "a.png", got);
+	assert_string_equal(got, want);
+	assert_true(is_regular(out, "a.txt"));
+	assert_true(is_regular(out, "dataset_info.json"));
+	fix_result_release(&res);
+
+	/* Dry run in place: says the same, moves nothing. */
+	fix_opts_for(&o, NULL);
+	o.in_place = true;
+	o.dry_run = true;
+	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
+	assert_non_null(find_action(&res, "a.png", "copied"));
+	assert_null(find_action(&res, "a.png", "kept"));
+	assert_true(is_link(dir, "a.png"));
+	fix_result_release(&res);
+
+	/* In place: the kept links become files, the links go aside with the
+	 * duplicate they pointed to, and nothing is left broken. */
+	o.dry_run = false;
+	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
+	assert_non_null(res.checked);
+	for (size_t i = 0; i < res.checked->nfindings; i++)
+		assert_string_not_equal(res.checked->findings[i].code, "broken_symlink");
+	assert_int_equal(res.checked->errors, 0);
+	assert_true(res.ready);
+	assert_int_equal(res.failures, 0);
+	a = find_action(&res, "a.png", "copied");
+	assert_non_null(a);
+	assert_non_null(strstr(a->detail, "symbolic link"));
+	assert_non_null(find_action(&res, "a.txt", "copied"));
+	assert_non_null(find_action(&res, "dataset_info.json", "copied"));
+	assert_true(is_regular(dir, "a.png"));
+	hash_of(dir, "a.png", got);
+	assert_string_equal(got, want);
+	assert_true(is_regular(dir, "a.txt"));
+	t = read_text(dir, "a.txt");
+	assert_string_equal(t, "ohwx on a link\n");
+	free(t);
+	assert_true(is_regular(dir, "dataset_info.json"));
+	assert_true(is_regular(dir, "b.jpg"));
+	assert_false(exists(dir, "real/x.png"));
+	removed = res.removed + strlen(dir) + 1;
+	{
+		char *r = xasprintf("%s/a.png", removed);
+
+		assert_true(is_link(dir, r));
+		free(r);
+		r = xasprintf("%s/a.txt", removed);
+		assert_true(is_link(dir, r));
+		free(r);
+		r = xasprintf("%s/dataset_info.json", removed);
+		assert_true(is_link(dir, r));
+		free(r);
+		r = xasprintf("%s/real/x.png", removed);
+		assert_true(is_regular(dir, r));
+		free(r);
+	}
+	fix_result_release(&res);
+
+	/* A second run has nothing left to do. */
+	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
+	assert_null(res.removed);
+	for (size_t i = 0; i < res.nactions; i++)
+		assert_true(!strcmp(res.actions[i].action, "kept") ||
+			    !strcmp(res.actions[i].action, "skipped"));
+	fix_result_release(&res);
+	free(dir);
+	free(out);
+}
+
+/* ---- libvips failures in parallel ---- */
+
+#define VF_THREADS 8
+#define VF_ROUNDS 6
+
+struct vf_case {
+	struct ds_file f;
+	bool bad;            /* truncated: must fail */
+	const char *says;    /* a word its own reason holds */
+	const char *never;   /* a word only another format's reason holds */
+	char msg[VF_ROUNDS][1024];
+	int rc[VF_ROUNDS];
+};
+
+struct vf_run {
+	struct vf_case *cases;
+	size_t n;
+	atomic_size_t next;
+};
+
+static void *vf_worker(void *arg)
+{
+	struct vf_run *run = arg;
+
+	for (;;) {
+		size_t i = atomic_fetch_add(&run->next, 1), k = i % run->n, round = i / run->n;
+		struct vf_case *c;
+		struct buf out = BUF_INIT;
+		struct err e = { 0 };
+		unsigned w = 0, h = 0;
+
+		if (round >= VF_ROUNDS)
+			break;
+		c = &run->cases[k];
+		buf_init(&out);
+		c->rc[round] = fix_image(&c->f, FIX_RESIZE, 20, &out, &w, &h, &e);
+		memcpy(c->msg[round], e.msg, sizeof(e.msg));
+		buf_release(&out);
+	}
+	vips_thread_shutdown();
+	return NULL;
+}
+
+/* Truncated JPEGs and PNGs fail in libvips while good images pass, all at
+ * once: each failure reports its own file and its own format's reason,
+ * never nothing and never another image's. */
+static void test_vips_errors_are_each_images_own(void **state)
+{
+	char *dir = fsx_join(base, "vips-errors");
+	struct vf_run run = { 0 };
+	pthread_t tids[VF_THREADS];
+	size_t n = 48;
+
+	assert_int_equal(fsx_mkdir_p(dir, 0755, NULL), 0);
+	write_image(dir, "good.jpg", "jpeg", 64, 48, 3, 21, 1);
+	write_image(dir, "good.png", "png", 64, 48, 3, 22, 1);
+	run.cases = xcalloc(n, sizeof(*run.cases));
+	run.n = n;
+	for (size_t i = 0; i < n; i++) {
+		struct vf_case *c = &run.cases[i];
+		int kind = (int)(i % 3); /* 0 JPEG cut short, 1 PNG cut short, 2 good */
+		const char *ext = kind == 1 ? "png" : "jpg";
+		char *src = path_in(dir, kind == 1 ? "good.png" : "good.jpg");
+		struct buf b = BUF_INIT;
+
+		buf_init(&b);
+		assert_int_equal(fsx_read_file(src, &b, 0, NULL), 0);
+		c->f.rel = xasprintf("case-%02zu.%s", i, ext);
+		c->f.abs = path_in(dir, c->f.rel);
+		c->f.role = DS_ROLE_IMAGE;
+		c->f.img.format = kind == 1 ? IMG_PNG : IMG_JPEG;
+		c->f.img.width = 64;
+		c->f.img.height = 48;
+		c->f.img.bit_depth = 8;
+		c->f.img.orientation = 1;
+		c->bad = kind != 2;
+		c->says = kind == 1 ? "png" : "jpeg";
+		c->never = kind == 1 ? "jpeg" : "png";
+		tu_write_file(dir, c->f.rel, b.data, c->bad ? b.len * 2 / 3 : b.len);
+		buf_release(&b);
+		free(src);
+	}
+	atomic_init(&run.next, 0);
+	for (int t = 0; t < VF_THREADS; t++)
+		assert_int_equal(pthread_create(&tids[t], NULL, vf_worker, &run), 0);
+	for (int t = 0; t < VF_THREADS; t++)
+		pthread_join(tids[t], NULL);
+
+	for (size_t i = 0; i < n; i++) {
+		struct vf_case *c = &run.cases[i];
+
+		for (int r = 0; r < VF_ROUNDS; r++) {
+			char low[1024];
+
+			if (!c->bad) {
+				assert_int_equal(c->rc[r], 0);
+				continue;
+			}
+			for (size_t k = 0; k < sizeof(low); k++)
+				low[k] = (char)((c->msg[r][k] >= 'A' && c->msg[r][k] <= 'Z') ?
+						c->msg[r][k] + 32 : c->msg[r][k]);
+			if (c->rc[r] != ERR_CORRUPT || !strstr(c->msg[r], c->f.rel) ||
+			    !strstr(low, c->says) || strstr(low, c->never) ||
+			    strstr(low, "gave no reason"))
+				fail_msg("%s, round %d: %d \"%s\"", c->f.rel, r, c->rc[r], c->msg[r]);
+			/* The reason is not doubled (another image's copy of it). */
+			assert_ptr_equal(strstr(c->msg[r], ": "), strstr(c->msg[r], c->f.rel) +
+					 strlen(c->f.rel));
+		}
+		free(c->f.rel);
+		free(c->f.abs);
+	}
+	free(run.cases);
+	free(dir);
+}
+
 static void test_usage(void **state)
 {
 	struct fix_result res;
@@ -715,6 +981,8 @@ int main(void)
 		cmocka_unit_test(test_dry_run),
 		cmocka_unit_test(test_in_place),
 		cmocka_unit_test(test_flatten_16bit),
+		cmocka_unit_test(test_links_become_files),
+		cmocka_unit_test(test_vips_errors_are_each_images_own),
 		cmocka_unit_test(test_usage),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
