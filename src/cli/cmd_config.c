@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
+
 const char cmd_config_usage[] =
 	"usage: ferry config [--json] [KEY]\n"
 	"\n"
@@ -43,7 +45,7 @@ int cmd_config(struct cli *cli, int argc, char **argv)
 			v = config_get(cli->cfg, key);
 			if (v && config_table[i].type == CONFIG_SECRET)
 				v = "****";
-			printf("%s\n", v ? v : "");
+			log_fprintf(stdout, "%s\n", v ? v : "");
 			return v ? EXIT_OK : EXIT_FAILED;
 		}
 		return cli_usage("config", "unknown setting '%s'", key);

@@ -101,6 +101,27 @@ static int config_index(const char *key)
 	return -1;
 }
 
+/* A URL setting may carry a password ("https://user:pass@host/"): mask it
+ * wherever the value is printed or logged. */
+static void config_register_url_password(const char *value)
+{
+	const char *start = strstr(value, "://"), *at, *colon;
+	char *pass;
+
+	if (!start)
+		return;
+	start += 3;
+	at = strchr(start, '@');
+	if (!at || memchr(start, '/', (size_t)(at - start)))
+		return;
+	colon = memchr(start, ':', (size_t)(at - start));
+	if (!colon)
+		return;
+	pass = xstrndup(colon + 1, (size_t)(at - colon - 1));
+	log_register_secret(pass);
+	freezero(pass, strlen(pass));
+}
+
 static void config_store(struct config *c, size_t i, const char *value,
 			 enum config_source src, char *origin)
 {
@@ -114,6 +135,8 @@ static void config_store(struct config *c, size_t i, const char *value,
 	v->src = src;
 	if (value && config_table[i].type == CONFIG_SECRET)
 		log_register_secret(value);
+	else if (value)
+		config_register_url_password(value);
 }
 
 /* $HOME, or the password database's idea of it: never a shared /tmp. */
@@ -430,16 +453,22 @@ void config_print(const struct config *c, FILE *f, bool json)
 				"secret", config_table[i].type == CONFIG_SECRET,
 				"help", config_table[i].help));
 		}
+		struct buf out = BUF_INIT;
+
 		json_object_set_new(root, "file", json_string(c->file));
 		json_object_set_new(root, "settings", arr);
-		json_print(f, root, 1);
+		buf_init(&out);
+		json_to_buf(root, 1, &out);
+		log_redact(&out);
+		fputs(out.data, f);
+		buf_release(&out);
 		json_decref(root);
 		return;
 	}
 	fprintf(f, "# settings file: %s\n", c->file);
 	for (size_t i = 0; i < config_table_len; i++) {
 		const char *shown = config_shown(c, i);
-		fprintf(f, "%-24s %-40s (%s)\n", config_table[i].key, shown ? shown : "-",
-			c->values[i].origin);
+		log_fprintf(f, "%-24s %-40s (%s)\n", config_table[i].key, shown ? shown : "-",
+			    c->values[i].origin);
 	}
 }

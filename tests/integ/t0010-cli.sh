@@ -64,6 +64,11 @@ t_match "secrets show as ****" "$(cat "$T_OUT")" "vast.api_key +\*\*\*\*"
 t_fails "a secret is refused on the command line" 2 "$FERRY" --set "vast.api_key=$secret" config
 t_match "and the message says where to put it" "$(cat "$T_ERR")" "VAST_API_KEY"
 t_not_match "without repeating it" "$(cat "$T_ERR")" "$secret"
+FERRY_CAPTION_URL="https://user:$secret-pw@captions.example/v1" t_ok "a URL with a password" "$FERRY" config
+t_not_match "the URL's password is masked" "$(cat "$T_OUT")" "$secret"
+t_match "the rest of the URL shows" "$(cat "$T_OUT")" "https://user:\*\*\*\*@captions.example/v1"
+FERRY_CAPTION_URL="https://user:$secret-pw@captions.example/v1" t_ok "... in JSON too" "$FERRY" config --json caption.url
+t_not_match "masked in JSON" "$(cat "$T_OUT")" "$secret"
 VAST_API_KEY=$secret t_ok "config KEY of a secret" "$FERRY" config vast.api_key
 t_eq "a secret is masked even alone" "$(cat "$T_OUT")" "****"
 
