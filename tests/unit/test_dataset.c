@@ -56,14 +56,7 @@ static int teardown(void **state)
 
 static void opts(struct ds_check_opts *o)
 {
-	memset(o, 0, sizeof(*o));
-	o->min_images = 3;
-	o->max_images = 100;
-	o->resolution = 64;
-	o->max_side = 2048;
-	o->max_pixels = 100000000;
-	o->threads = 2;
-	o->cache_dir = cache;
+	tu_check_opts(o, cache);
 }
 
 static const struct ds_finding *finding(const struct ds_dataset *ds, const char *code,

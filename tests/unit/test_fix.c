@@ -217,6 +217,15 @@ static char *read_text(const char *dir, const char *rel)
 	return buf_detach(&b, NULL);
 }
 
+/* "REMOVED/rel", for one call at a time (the buffer is reused). */
+static const char *in_removed(const char *removed, const char *rel)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", removed, rel);
+	return path;
+}
+
 static bool exists(const char *dir, const char *rel)
 {
 	char *p = path_in(dir, rel);
@@ -570,24 +579,12 @@ static void test_in_place(void **state)
 	/* Replaced and dropped originals are kept aside. */
 	assert_true(exists(dir, "big.png"));
 	{
-		char *r = xasprintf("%s/big.png", removed);
-		assert_true(exists(dir, r));
-		free(r);
-		r = xasprintf("%s/z_dup.jpg", removed);
-		assert_true(exists(dir, r));
-		free(r);
-		r = xasprintf("%s/broken.jpg", removed);
-		assert_true(exists(dir, r));
-		free(r);
-		r = xasprintf("%s/lies.png", removed);
-		assert_true(exists(dir, r));
-		free(r);
-		r = xasprintf("%s/a.txt", removed);
-		assert_true(exists(dir, r));
-		free(r);
-		r = xasprintf("%s/grey.txt", removed); /* unchanged: not moved */
-		assert_false(exists(dir, r));
-		free(r);
+		assert_true(exists(dir, in_removed(removed, "big.png")));
+		assert_true(exists(dir, in_removed(removed, "z_dup.jpg")));
+		assert_true(exists(dir, in_removed(removed, "broken.jpg")));
+		assert_true(exists(dir, in_removed(removed, "lies.png")));
+		assert_true(exists(dir, in_removed(removed, "a.txt")));
+		assert_false(exists(dir, in_removed(removed, "grey.txt"))); /* unchanged: not moved */
 	}
 	assert_false(exists(dir, "z_dup.jpg"));
 	assert_false(exists(dir, "broken.jpg"));
@@ -804,19 +801,10 @@ static void test_links_become_files(void **state)
 	assert_false(exists(dir, "real/x.png"));
 	removed = res.removed + strlen(dir) + 1;
 	{
-		char *r = xasprintf("%s/a.png", removed);
-
-		assert_true(is_link(dir, r));
-		free(r);
-		r = xasprintf("%s/a.txt", removed);
-		assert_true(is_link(dir, r));
-		free(r);
-		r = xasprintf("%s/dataset_info.json", removed);
-		assert_true(is_link(dir, r));
-		free(r);
-		r = xasprintf("%s/real/x.png", removed);
-		assert_true(is_regular(dir, r));
-		free(r);
+		assert_true(is_link(dir, in_removed(removed, "a.png")));
+		assert_true(is_link(dir, in_removed(removed, "a.txt")));
+		assert_true(is_link(dir, in_removed(removed, "dataset_info.json")));
+		assert_true(is_regular(dir, in_removed(removed, "real/x.png")));
 	}
 	fix_result_release(&res);
 

@@ -112,14 +112,7 @@ static char *make_dataset(const char *name, bool reverse)
 
 static void check_opts(struct ds_check_opts *o, const char *cache)
 {
-	memset(o, 0, sizeof(*o));
-	o->min_images = 3;
-	o->max_images = 100;
-	o->resolution = 64;
-	o->max_side = 2048;
-	o->max_pixels = 100000000;
-	o->threads = 2;
-	o->cache_dir = cache;
+	tu_check_opts(o, cache);
 	o->reuse_verdicts = true;
 }
 

@@ -12,6 +12,7 @@
 
 #include "common/fsx.h"
 #include "common/xalloc.h"
+#include "dataset/dataset.h"
 
 char *tu_mkdtemp(const char *prefix)
 {
@@ -33,6 +34,18 @@ void tu_write_file(const char *dir, const char *rel, const void *data, size_t le
 void tu_write_text(const char *dir, const char *rel, const char *text)
 {
 	tu_write_file(dir, rel, text, strlen(text));
+}
+
+void tu_check_opts(struct ds_check_opts *o, const char *cache)
+{
+	memset(o, 0, sizeof(*o));
+	o->min_images = 3;
+	o->max_images = 100;
+	o->resolution = 64;
+	o->max_side = 2048;
+	o->max_pixels = 100000000;
+	o->threads = 2;
+	o->cache_dir = cache;
 }
 
 void tu_settle(void)

@@ -9,6 +9,10 @@ char *tu_mkdtemp(const char *prefix);
 /* Write dir/rel (parents made), failing the test on error. */
 void tu_write_file(const char *dir, const char *rel, const void *data, size_t len);
 void tu_write_text(const char *dir, const char *rel, const char *text);
+struct ds_check_opts;
+/* Check options for small test datasets: 3..100 images of at least 64 px,
+ * two threads, verdicts in `cache` (NULL: none). */
+void tu_check_opts(struct ds_check_opts *o, const char *cache);
 /* Wait until files written so far are older than the verdict cache's racy
  * window, so that their verdicts can be reused. */
 void tu_settle(void);
