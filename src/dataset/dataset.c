@@ -350,7 +350,7 @@ void ds_check_opts_from_config(struct ds_check_opts *o, const struct config *c)
 struct ds_work {
 	struct ds_dataset *ds;
 	const struct ds_check_opts *opts;
-	bool *todo;
+	bool *pending;
 	atomic_size_t next;
 };
 
@@ -411,16 +411,16 @@ static void *ds_worker(void *arg)
 		size_t i = atomic_fetch_add(&w->next, 1);
 		if (i >= w->ds->nfiles)
 			break;
-		if (w->todo[i])
+		if (w->pending[i])
 			ds_examine(&w->ds->files[i], w->opts, &data);
 	}
 	buf_release(&data);
 	return NULL;
 }
 
-static void ds_examine_all(struct ds_dataset *ds, const struct ds_check_opts *o, bool *todo)
+static void ds_examine_all(struct ds_dataset *ds, const struct ds_check_opts *o, bool *pending)
 {
-	struct ds_work w = { .ds = ds, .opts = o, .todo = todo };
+	struct ds_work w = { .ds = ds, .opts = o, .pending = pending };
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	int n = o->threads > 0 ? o->threads : (int)(cores > 0 ? cores : 1);
 	pthread_t *tids;
@@ -789,7 +789,7 @@ int ds_check(struct ds_dataset *ds, const struct ds_check_opts *o, struct err *e
 {
 	struct verdict_cache *vc = NULL;
 	const char *root_real = ds->root_real;
-	bool *todo = xcalloc(ds->nfiles ? ds->nfiles : 1, sizeof(*todo));
+	bool *pending = xcalloc(ds->nfiles ? ds->nfiles : 1, sizeof(*pending));
 	int r = 0;
 
 	if (o->cache_dir && root_real && verdict_open(&vc, o->cache_dir, e)) {
@@ -805,18 +805,18 @@ int ds_check(struct ds_dataset *ds, const struct ds_check_opts *o, struct err *e
 			continue;
 		if (o->reuse_verdicts && vc && verdict_lookup(vc, root_real, f, o->max_pixels))
 			continue;
-		todo[i] = true;
+		pending[i] = true;
 		if (f->role == DS_ROLE_IMAGE)
 			ds->decoded++;
 	}
-	ds_examine_all(ds, o, todo);
+	ds_examine_all(ds, o, pending);
 	if (vc && verdict_store(vc, root_real, ds, e)) {
 		log_warn("%s; verdicts not saved", e->msg);
 		err_clear(e);
 	}
 	ds_apply_rules(ds, o);
 	verdict_close(vc);
-	free(todo);
+	free(pending);
 	return r;
 }
 
