@@ -1,0 +1,403 @@
+#include "vast/model.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/log.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+
+/*
+ * Lenient scalar readers. Each takes any JSON value (NULL included) and
+ * reports whether it could be read; callers keep their zero default when not.
+ */
+
+/* A numeric string: optional surrounding whitespace, then all of it a finite
+ * number. */
+static bool vm_str_num(const char *s, double *out)
+{
+	char *end;
+	double d;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (!*s)
+		return false;
+	errno = 0;
+	d = strtod(s, &end);
+	if (end == s || errno == ERANGE || !isfinite(d))
+		return false;
+	while (isspace((unsigned char)*end))
+		end++;
+	if (*end)
+		return false;
+	*out = d;
+	return true;
+}
+
+/* Number or numeric string -> double. */
+static bool vm_num(const json_t *v, double *out)
+{
+	if (json_is_integer(v)) {
+		*out = (double)json_integer_value(v);
+		return true;
+	}
+	if (json_is_real(v)) {
+		*out = json_real_value(v);
+		return isfinite(*out);
+	}
+	if (json_is_string(v))
+		return vm_str_num(json_string_value(v), out);
+	return false;
+}
+
+/* Number or numeric string -> integer in [lo, hi]; reals are truncated.
+ * Integer strings are read exactly so large ids keep every digit. */
+static bool vm_int(const json_t *v, long long lo, long long hi, long long *out)
+{
+	long long x;
+	double d;
+	char *end;
+	const char *s;
+
+	if (json_is_integer(v)) {
+		x = (long long)json_integer_value(v);
+	} else if (json_is_string(v)) {
+		s = json_string_value(v);
+		while (isspace((unsigned char)*s))
+			s++;
+		errno = 0;
+		x = strtoll(s, &end, 10);
+		while (isspace((unsigned char)*end))
+			end++;
+		if (end == s || *end || errno) {
+			if (!vm_str_num(s, &d) || d < -9.2e18 || d > 9.2e18)
+				return false;
+			x = (long long)d;
+		}
+	} else if (vm_num(v, &d)) {
+		if (d < -9.2e18 || d > 9.2e18)
+			return false;
+		x = (long long)d;
+	} else {
+		return false;
+	}
+	if (x < lo || x > hi)
+		return false;
+	*out = x;
+	return true;
+}
+
+/* true/false, a number (non-zero is true) or "true"/"false"/"1"/"0"/"yes"/"no". */
+static bool vm_bool(const json_t *v, bool *out)
+{
+	const char *s;
+	double d;
+
+	if (json_is_boolean(v)) {
+		*out = json_is_true(v);
+		return true;
+	}
+	if (json_is_string(v)) {
+		s = json_string_value(v);
+		if (!strcasecmp(s, "true") || !strcasecmp(s, "yes")) {
+			*out = true;
+			return true;
+		}
+		if (!strcasecmp(s, "false") || !strcasecmp(s, "no")) {
+			*out = false;
+			return true;
+		}
+	}
+	if (vm_num(v, &d)) {
+		*out = d != 0.0;
+		return true;
+	}
+	return false;
+}
+
+static double get_num(const json_t *obj, const char *key)
+{
+	double d = 0.0;
+
+	return vm_num(json_object_get(obj, key), &d) ? d : 0.0;
+}
+
+static long long get_id(const json_t *obj, const char *key)
+{
+	long long x = 0;
+
+	return vm_int(json_object_get(obj, key), 0, LLONG_MAX, &x) ? x : 0;
+}
+
+/* An int in [lo, hi]; anything else reads as 0. */
+static int get_int(const json_t *obj, const char *key, int lo, int hi)
+{
+	long long x = 0;
+
+	return vm_int(json_object_get(obj, key), lo, hi, &x) ? (int)x : 0;
+}
+
+static bool get_bool(const json_t *obj, const char *key)
+{
+	bool b = false;
+
+	return vm_bool(json_object_get(obj, key), &b) ? b : false;
+}
+
+/* A copy of a string field (cut at an embedded NUL); NULL unless a string. */
+static char *get_str(const json_t *obj, const char *key)
+{
+	const json_t *v = json_object_get(obj, key);
+
+	return json_is_string(v) ? xstrdup(json_string_value(v)) : NULL;
+}
+
+/* Like get_str, trimmed; NULL when nothing is left. */
+static char *get_str_trim(const json_t *obj, const char *key)
+{
+	char *s = get_str(obj, key);
+
+	if (s && !*str_trim(s)) {
+		free(s);
+		s = NULL;
+	}
+	return s;
+}
+
+/* Host port of ports[key][0].HostPort, a string or a number; 0 when none. */
+static int get_host_port(const json_t *ports, const char *key)
+{
+	const json_t *list = json_object_get(ports, key), *first;
+	long long x = 0;
+
+	if (!json_is_array(list))
+		return 0;
+	first = json_array_get(list, 0);
+	if (!json_is_object(first))
+		return 0;
+	return vm_int(json_object_get(first, "HostPort"), 1, 65535, &x) ? (int)x : 0;
+}
+
+/* The "id" of an object: a positive integer (or integer string). */
+static int read_id(const json_t *obj, const char *what, long long *id, struct err *e)
+{
+	if (!json_is_object(obj))
+		return err_set(e, ERR_FORMAT, "%s: not a JSON object", what);
+	if (!vm_int(json_object_get(obj, "id"), 1, LLONG_MAX, id))
+		return err_set(e, ERR_FORMAT, "%s: missing or bad \"id\"", what);
+	return 0;
+}
+
+int vast_offer_read(const json_t *obj, struct vast_offer *out, struct err *e)
+{
+	struct vast_offer o;
+	const json_t *v;
+	bool b;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	memset(&o, 0, sizeof(o));
+	r = read_id(obj, "offer", &o.id, e);
+	if (r)
+		return r;
+	o.machine_id = get_id(obj, "machine_id");
+	o.host_id = get_id(obj, "host_id");
+	o.gpu_name = get_str(obj, "gpu_name");
+	o.num_gpus = get_int(obj, "num_gpus", 0, INT_MAX);
+	o.gpu_ram = get_num(obj, "gpu_ram");
+	o.gpu_total_ram = get_num(obj, "gpu_total_ram");
+	o.gpu_frac = get_num(obj, "gpu_frac");
+	o.cpu_ram = get_num(obj, "cpu_ram");
+	o.cpu_cores = get_int(obj, "cpu_cores", 0, INT_MAX);
+	o.cpu_cores_effective = get_num(obj, "cpu_cores_effective");
+	o.disk_space = get_num(obj, "disk_space");
+	o.disk_bw = get_num(obj, "disk_bw");
+	o.dph_total = get_num(obj, "dph_total");
+	o.dph_base = get_num(obj, "dph_base");
+	o.storage_cost = get_num(obj, "storage_cost");
+	o.inet_up_cost = get_num(obj, "inet_up_cost");
+	o.inet_down_cost = get_num(obj, "inet_down_cost");
+	o.min_bid = get_num(obj, "min_bid");
+	o.inet_down = get_num(obj, "inet_down");
+	o.inet_up = get_num(obj, "inet_up");
+	if (!vm_num(json_object_get(obj, "reliability2"), &o.reliability))
+		o.reliability = get_num(obj, "reliability");
+	o.dlperf = get_num(obj, "dlperf");
+	o.dlperf_per_dphtotal = get_num(obj, "dlperf_per_dphtotal");
+	o.total_flops = get_num(obj, "total_flops");
+	o.score = get_num(obj, "score");
+	o.cuda_max_good = get_num(obj, "cuda_max_good");
+	o.driver_version = get_str_trim(obj, "driver_version");
+	o.compute_cap = get_int(obj, "compute_cap", 0, INT_MAX);
+	o.direct_port_count = get_int(obj, "direct_port_count", 0, INT_MAX);
+	o.hosting_type = get_int(obj, "hosting_type", INT_MIN, INT_MAX);
+	o.duration = get_num(obj, "duration");
+	o.rentable = get_bool(obj, "rentable");
+	o.rented = get_bool(obj, "rented");
+	o.static_ip = get_bool(obj, "static_ip");
+	o.external = get_bool(obj, "external");
+	o.verification = get_str_trim(obj, "verification");
+	v = json_object_get(obj, "verified");
+	if (vm_bool(v, &b))
+		o.verified = b;
+	else
+		o.verified = o.verification && !strcmp(o.verification, "verified");
+	o.geolocation = get_str_trim(obj, "geolocation");
+	o.public_ipaddr = get_str_trim(obj, "public_ipaddr");
+	*out = o;
+	return 0;
+}
+
+void vast_offer_release(struct vast_offer *o)
+{
+	if (!o)
+		return;
+	free(o->gpu_name);
+	free(o->driver_version);
+	free(o->verification);
+	free(o->geolocation);
+	free(o->public_ipaddr);
+	memset(o, 0, sizeof(*o));
+}
+
+int vast_offers_read(const json_t *answer, struct vast_offer **out, size_t *n, struct err *e)
+{
+	const json_t *list = json_object_get(answer, "offers"), *v;
+	struct vast_offer *arr = NULL;
+	size_t i, nr = 0, alloc = 0;
+	struct err ee;
+
+	*out = NULL;
+	*n = 0;
+	if (!json_is_object(answer))
+		return err_set(e, ERR_FORMAT, "offers reply: not a JSON object");
+	if (!json_is_array(list))
+		return err_set(e, ERR_FORMAT, "offers reply: \"offers\" is %s",
+			       list ? "not an array" : "missing");
+	json_array_foreach(list, i, v) {
+		ALLOC_GROW(arr, nr + 1, alloc);
+		err_clear(&ee);
+		if (vast_offer_read(v, &arr[nr], &ee)) {
+			log_warn("skipping offers[%zu]: %s", i, ee.msg);
+			continue;
+		}
+		nr++;
+	}
+	if (!nr) {
+		free(arr);
+		arr = NULL;
+	}
+	*out = arr;
+	*n = nr;
+	return 0;
+}
+
+void vast_offers_free(struct vast_offer *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		vast_offer_release(&v[i]);
+	free(v);
+}
+
+int vast_instance_read(const json_t *obj, struct vast_instance *out, struct err *e)
+{
+	struct vast_instance in;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	memset(&in, 0, sizeof(in));
+	r = read_id(obj, "instance", &in.id, e);
+	if (r)
+		return r;
+	in.machine_id = get_id(obj, "machine_id");
+	in.host_id = get_id(obj, "host_id");
+	in.label = get_str(obj, "label");
+	in.actual_status = get_str_trim(obj, "actual_status");
+	in.intended_status = get_str_trim(obj, "intended_status");
+	in.cur_state = get_str_trim(obj, "cur_state");
+	in.next_state = get_str_trim(obj, "next_state");
+	in.status_msg = get_str(obj, "status_msg");
+	in.image_runtype = get_str(obj, "image_runtype");
+	in.gpu_name = get_str(obj, "gpu_name");
+	in.num_gpus = get_int(obj, "num_gpus", 0, INT_MAX);
+	in.public_ipaddr = get_str_trim(obj, "public_ipaddr");
+	in.ssh_host = get_str_trim(obj, "ssh_host");
+	in.ssh_port = get_int(obj, "ssh_port", 1, 65535);
+	/* ports is null or absent until the container runs. */
+	in.ssh_direct_port = get_host_port(json_object_get(obj, "ports"), "22/tcp");
+	in.direct_port_count = get_int(obj, "direct_port_count", 0, INT_MAX);
+	in.direct_port_start = get_int(obj, "direct_port_start", 0, 65535);
+	in.direct_port_end = get_int(obj, "direct_port_end", 0, 65535);
+	in.dph_total = get_num(obj, "dph_total");
+	in.min_bid = get_num(obj, "min_bid");
+	in.is_bid = get_bool(obj, "is_bid");
+	in.start_date = get_num(obj, "start_date");
+	in.end_date = get_num(obj, "end_date");
+	in.duration = get_num(obj, "duration");
+	*out = in;
+	return 0;
+}
+
+int vast_instance_read_answer(const json_t *answer, struct vast_instance *out, struct err *e)
+{
+	const json_t *v = json_object_get(answer, "instances");
+
+	memset(out, 0, sizeof(*out));
+	if (!json_is_object(answer))
+		return err_set(e, ERR_FORMAT, "instance reply: not a JSON object");
+	if (!v || json_is_null(v))
+		return err_set(e, ERR_NOTFOUND, "instance reply: no such instance");
+	return vast_instance_read(v, out, e);
+}
+
+void vast_instance_release(struct vast_instance *in)
+{
+	if (!in)
+		return;
+	free(in->label);
+	free(in->actual_status);
+	free(in->intended_status);
+	free(in->cur_state);
+	free(in->next_state);
+	free(in->status_msg);
+	free(in->image_runtype);
+	free(in->gpu_name);
+	free(in->public_ipaddr);
+	free(in->ssh_host);
+	memset(in, 0, sizeof(*in));
+}
+
+int vast_instance_ssh_endpoint(const struct vast_instance *in, char **host, int *port,
+			       bool *direct, struct err *e)
+{
+	int p;
+
+	*host = NULL;
+	*port = 0;
+	*direct = false;
+	if (in->public_ipaddr && *in->public_ipaddr && in->ssh_direct_port > 0) {
+		*host = xstrdup(in->public_ipaddr);
+		*port = in->ssh_direct_port;
+		*direct = true;
+		return 0;
+	}
+	if (in->ssh_host && *in->ssh_host && in->ssh_port > 0) {
+		p = in->ssh_port;
+		/* The CLI's ssh-url: jupyter images take the proxy port plus one. */
+		if (in->image_runtype && strstr(in->image_runtype, "jupyter"))
+			p++;
+		if (p > 65535)
+			return err_set(e, ERR_FORMAT, "instance %lld: bad \"ssh_port\" %d",
+				       in->id, in->ssh_port);
+		*host = xstrdup(in->ssh_host);
+		*port = p;
+		return 0;
+	}
+	return err_set(e, ERR_NOTFOUND, "instance %lld: no SSH endpoint yet", in->id);
+}

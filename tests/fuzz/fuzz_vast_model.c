@@ -1,0 +1,88 @@
+/* libFuzzer target for the Vast offer and instance readers: any JSON must be
+ * read or refused with a message, never crash or leak, and whatever is read
+ * must hold sane values. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "vast/model.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_instance(const struct vast_instance *in)
+{
+	struct err e;
+	char *host = NULL;
+	int port = 0, r;
+	bool direct = false;
+
+	if (in->id <= 0 || in->ssh_port < 0 || in->ssh_port > 65535 ||
+	    in->ssh_direct_port < 0 || in->ssh_direct_port > 65535)
+		abort();
+	err_clear(&e);
+	r = vast_instance_ssh_endpoint(in, &host, &port, &direct, &e);
+	if (r) {
+		if (host || !e.msg[0] || e.code != r)
+			abort();
+	} else {
+		if (!host || !*host || port < 1 || port > 65535)
+			abort();
+		free(host);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct vast_offer *offers = NULL, o;
+	struct vast_instance in;
+	json_error_t je;
+	struct err e;
+	size_t n = 0;
+	json_t *v;
+
+	log_set_level(LOG_ERROR);
+	v = json_loadb((const char *)data, size, 0, &je);
+	if (!v)
+		return 0;
+
+	err_clear(&e);
+	if (!vast_offers_read(v, &offers, &n, &e)) {
+		for (size_t i = 0; i < n; i++)
+			if (offers[i].id <= 0)
+				abort();
+		vast_offers_free(offers, n);
+	} else if (offers || n || !e.msg[0]) {
+		abort();
+	}
+
+	err_clear(&e);
+	if (!vast_offer_read(v, &o, &e)) {
+		if (o.id <= 0)
+			abort();
+		vast_offer_release(&o);
+	} else if (o.gpu_name || !e.msg[0]) {
+		abort();
+	}
+
+	err_clear(&e);
+	if (!vast_instance_read(v, &in, &e)) {
+		check_instance(&in);
+		vast_instance_release(&in);
+	} else if (in.label || !e.msg[0]) {
+		abort();
+	}
+
+	err_clear(&e);
+	if (!vast_instance_read_answer(v, &in, &e)) {
+		check_instance(&in);
+		vast_instance_release(&in);
+	}
+
+	json_decref(v);
+	return 0;
+}
