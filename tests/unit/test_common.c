@@ -21,6 +21,7 @@
 #include "common/sha256.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "testutil.h"
 
 static void test_buf(void **state)
 {
@@ -172,8 +173,7 @@ static void test_escape(void **state)
 
 static void test_fsx(void **state)
 {
-	char tmpl[] = "/tmp/ferry-test-XXXXXX";
-	char *dir = mkdtemp(tmpl), *deep, *file, *copy;
+	char *dir = tu_mkdtemp("common"), *deep, *file, *copy;
 	struct buf b = BUF_INIT;
 	struct err e = { 0 };
 	struct stat st;
@@ -229,6 +229,7 @@ static void test_fsx(void **state)
 	assert_int_equal(fsx_remove_tree(dir, &e), 0);
 	assert_int_not_equal(stat(dir, &st), 0);
 	free(deep);
+	free(dir);
 	free(file);
 	free(copy);
 	buf_release(&b);

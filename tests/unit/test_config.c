@@ -16,14 +16,13 @@
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "config/config.h"
+#include "testutil.h"
 
 static char *tmpdir;
 
 static int setup(void **state)
 {
-	char tmpl[] = "/tmp/ferry-config-XXXXXX";
-
-	tmpdir = xstrdup(mkdtemp(tmpl));
+	tmpdir = tu_mkdtemp("config");
 	setenv("HOME", tmpdir, 1);
 	unsetenv("XDG_CONFIG_HOME");
 	unsetenv("XDG_CACHE_HOME");
