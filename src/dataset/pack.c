@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/fsx.h"
 #include "common/json_util.h"
 #include "common/log.h"
@@ -434,11 +435,6 @@ out:
 
 /* ---- the archive cache ---- */
 
-static long long pk_mtime_ns(const struct stat *st)
-{
-	return (long long)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-}
-
 /* Whether the manifest with this hash was packed before and its archive is
  * still in place with the size and mtime recorded. Cached archives are
  * read-only, but -o hard-links them: an edit through that name changes the
@@ -464,7 +460,7 @@ static bool pk_index_lookup(const char *dir, const char *index, struct ds_pack_r
 		goto out;
 	path = xasprintf("%s/%s.tar", dir, sha);
 	if (stat(path, &st) || !S_ISREG(st.st_mode) || st.st_size != bytes ||
-	    pk_mtime_ns(&st) != json_int(rec, "mtime_ns", -1)) {
+	    clock_ts_ns(st.st_mtim) != json_int(rec, "mtime_ns", -1)) {
 		log_debug("%s: archive %s missing or modified; packing again", index, path);
 		goto out;
 	}
@@ -487,7 +483,7 @@ static void pk_index_store(const char *index, const struct ds_pack_result *res)
 	struct stat st;
 	json_t *rec = json_pack("{s:s, s:I, s:I}", "sha256", res->sha256, "bytes",
 				(json_int_t)res->bytes, "mtime_ns",
-				(json_int_t)(stat(res->archive, &st) ? -1 : pk_mtime_ns(&st)));
+				(json_int_t)(stat(res->archive, &st) ? -1 : clock_ts_ns(st.st_mtim)));
 	struct buf b = BUF_INIT;
 	struct err e = { 0 };
 

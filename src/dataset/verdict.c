@@ -3,8 +3,8 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "common/fsx.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -53,14 +53,6 @@ static int verdict_migrate(sqlite3 *db)
 			    NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
-static int64_t verdict_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 enum { VF_ALPHA = 1, VF_GRAY = 2, VF_CMYK = 4, VF_ANIMATED = 8 };
 
 int verdict_open(struct verdict_cache **out, const char *cache_dir, struct err *e)
@@ -78,7 +70,7 @@ int verdict_open(struct verdict_cache **out, const char *cache_dir, struct err *
 		goto fail;
 	}
 	sqlite3_busy_timeout(vc->db, 10000);
-	vc->now_ns = verdict_now_ns();
+	vc->now_ns = clock_wall_ns();
 	if (verdict_migrate(vc->db) ||
 	    sqlite3_exec(vc->db, verdict_schema, NULL, NULL, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(vc->db,
