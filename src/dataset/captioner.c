@@ -1,9 +1,6 @@
 #include "dataset/captioner.h"
 
-#include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
-#include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -15,6 +12,7 @@
 
 #include "common/buf.h"
 #include "common/fsx.h"
+#include "common/http.h"
 #include "common/json_util.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -136,158 +134,6 @@ json_t *captioner_request(const char *model, const char *prompt, const char *mim
 	return req;
 }
 
-/* Where the authority (userinfo@host:port) of `url` starts and ends, and
- * where the userinfo ends (the '@'), or NULL. The authority ends at the
- * first '/', '?' or '#' (RFC 3986); when it holds no '@' but the path does,
- * the URL is read the cautious way: everything up to the last '@' before the
- * query counts as userinfo, so that a password holding a '/' is never shown. */
-static void cap_url_parts(const char *url, const char **auth, const char **auth_end,
-			  const char **at, bool *odd)
-{
-	const char *p = strstr(url, "://"), *q, *query;
-
-	*auth = p && !memchr(url, '/', (size_t)(p - url)) ? p + 3 : url;
-	*auth_end = *auth + strcspn(*auth, "/?#");
-	*at = NULL;
-	*odd = false;
-	for (q = *auth; q < *auth_end; q++)
-		if (*q == '@')
-			*at = q;
-	if (*at)
-		return;
-	query = *auth + strcspn(*auth, "?#");
-	for (q = *auth_end; q < query; q++)
-		if (*q == '@')
-			*at = q;
-	if (*at) {
-		*auth_end = *at + 1 + strcspn(*at + 1, "/?#");
-		*odd = true;
-	}
-}
-
-char *captioner_url_shown(const char *url)
-{
-	const char *auth, *auth_end, *at, *rest, *tail;
-	struct buf raw = BUF_INIT, out = BUF_INIT;
-	bool odd;
-
-	buf_init(&raw);
-	buf_init(&out);
-	cap_url_parts(url, &auth, &auth_end, &at, &odd);
-	buf_add(&raw, url, (size_t)(auth - url));
-	if (odd) /* an '@' in the path: show that something was left out */
-		buf_puts(&raw, "\xe2\x80\xa6@");
-	rest = at ? at + 1 : auth;
-	tail = rest + strcspn(rest, "?#");
-	buf_add(&raw, rest, (size_t)(tail - rest));
-	if (*tail)
-		buf_puts(&raw, *tail == '?' ? "?\xe2\x80\xa6" : "#\xe2\x80\xa6");
-	str_escape(raw.data, &out);
-	buf_release(&raw);
-	return buf_detach(&out, NULL);
-}
-
-/* Whether a query parameter's name says its value is a credential. */
-static bool cap_secret_param(const char *name, size_t n)
-{
-	static const char *const words[] = { "key", "token", "secret", "sig", "pass", "auth",
-					     "code", "credential" };
-	char low[64];
-
-	if (n >= sizeof(low))
-		n = sizeof(low) - 1;
-	for (size_t i = 0; i < n; i++)
-		low[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
-	low[n] = '\0';
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (strstr(low, words[i]))
-			return true;
-	return false;
-}
-
-/* Register `len` bytes of a URL as a secret, as written and percent-decoded
- * (the form a server may echo back). */
-static void cap_register_part(const char *p, size_t len)
-{
-	char *raw = xstrndup(p, len), *dec;
-	int n = 0;
-
-	log_register_secret(raw);
-	dec = len <= INT_MAX ? curl_easy_unescape(NULL, raw, (int)len, &n) : NULL;
-	if (dec) {
-		if (!memchr(dec, '\0', (size_t)n))
-			log_register_secret(dec);
-		explicit_bzero(dec, (size_t)n);
-		curl_free(dec);
-	}
-	freezero(raw, len);
-}
-
-/* Register the credentials a URL carries (the userinfo's password, or the
- * whole userinfo when it has no ':'; query values with names such as key or
- * token) as secrets, so that no log line or report shows them. */
-static void cap_url_register_secrets(const char *url)
-{
-	const char *auth, *auth_end, *at, *q;
-	bool odd;
-
-	cap_url_parts(url, &auth, &auth_end, &at, &odd);
-	if (at) {
-		const char *colon = memchr(auth, ':', (size_t)(at - auth));
-
-		if (colon)
-			cap_register_part(colon + 1, (size_t)(at - colon - 1));
-		else
-			cap_register_part(auth, (size_t)(at - auth));
-	}
-	q = strchr(at ? at : auth, '?');
-	while (q && *q && *q != '#') {
-		const char *name = q + 1, *end = name + strcspn(name, "&#"), *eq;
-
-		eq = memchr(name, '=', (size_t)(end - name));
-		if (eq && cap_secret_param(name, (size_t)(eq - name)))
-			cap_register_part(eq + 1, (size_t)(end - eq - 1));
-		q = *end == '&' ? end : NULL;
-	}
-}
-
-bool captioner_url_local(const char *url)
-{
-	const char *auth, *auth_end, *at, *host;
-	char name[256];
-	size_t n;
-	struct in_addr a4;
-	struct in6_addr a6;
-	bool odd;
-
-	cap_url_parts(url, &auth, &auth_end, &at, &odd);
-	host = at ? at + 1 : auth;
-	if (*host == '[') {
-		const char *close = memchr(host, ']', (size_t)(auth_end - host));
-
-		if (!close)
-			return false;
-		host++;
-		n = (size_t)(close - host);
-	} else {
-		const char *colon = memchr(host, ':', (size_t)(auth_end - host));
-
-		n = (size_t)((colon ? colon : auth_end) - host);
-	}
-	if (!n || n >= sizeof(name))
-		return false;
-	memcpy(name, host, n);
-	name[n] = '\0';
-	if (!strcasecmp(name, "localhost") || !strcasecmp(name, "localhost."))
-		return true;
-	if (inet_aton(name, &a4)) /* also 127.1 and other short forms */
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, name, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6) ||
-		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-	return false;
-}
-
 /* The first non-empty line of `s`, control characters replaced, at most
  * `max` bytes; "" when there is none. */
 static char *cap_first_line(const char *s, size_t len, size_t max)
@@ -393,13 +239,6 @@ out:
 
 /* ---- making one ---- */
 
-static pthread_once_t cap_curl_once = PTHREAD_ONCE_INIT;
-
-static void cap_curl_init(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 int captioner_new(struct captioner **out, const struct captioner_opts *o, struct err *e)
 {
 	struct captioner *c = xcalloc(1, sizeof(*c));
@@ -427,9 +266,9 @@ int captioner_new(struct captioner **out, const struct captioner_opts *o, struct
 		parallel = o->parallel > 0 ? o->parallel : 1;
 	} else if (o->url && *o->url) {
 		c->kind = CAP_URL;
-		cap_url_register_secrets(o->url);
+		http_url_register_secrets(o->url);
 		if (strncasecmp(o->url, "http://", 7) && strncasecmp(o->url, "https://", 8)) {
-			char *shown = captioner_url_shown(o->url);
+			char *shown = http_url_shown(o->url);
 
 			r = err_set(e, ERR_USAGE, "caption.url '%s' must start with http:// or https://",
 				    shown);
@@ -437,7 +276,7 @@ int captioner_new(struct captioner **out, const struct captioner_opts *o, struct
 			goto fail;
 		}
 		c->endpoint = captioner_endpoint(o->url);
-		c->shown = captioner_url_shown(c->endpoint);
+		c->shown = http_url_shown(c->endpoint);
 		c->model = xstrdup(o->model && *o->model ? o->model : "gpt-4o-mini");
 		c->prompt = xstrdup(o->prompt ? o->prompt : "Describe this image in one sentence.");
 		if (o->api_key && *o->api_key) {
@@ -446,12 +285,11 @@ int captioner_new(struct captioner **out, const struct captioner_opts *o, struct
 		}
 		c->describe = xasprintf("url %s", c->shown);
 		if (c->api_key && !strncasecmp(o->url, "http://", 7) &&
-		    !captioner_url_local(o->url))
+		    !http_url_local(o->url))
 			log_warn("caption.url %s is plain http:// to another machine: the API "
 				 "key travels unencrypted and anyone on the way can read it; "
 				 "use https://", c->shown);
 		parallel = o->parallel > 0 ? o->parallel : 4;
-		pthread_once(&cap_curl_once, cap_curl_init);
 	} else {
 		r = err_set(e, ERR_USAGE, "no caption provider: set caption.cmd or caption.url");
 		goto fail;
@@ -504,14 +342,6 @@ static void cap_slot_take(struct captioner *c)
 		;
 }
 
-static void cap_sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 /* ---- command ---- */
 
 static int cap_run_cmd(struct captioner *c, const char *path, char **caption, struct err *e)
@@ -559,121 +389,6 @@ out:
 
 /* ---- url ---- */
 
-struct cap_http {
-	struct buf body;
-	bool too_big;
-	long retry_after_s; /* -1: none */
-};
-
-static size_t cap_on_body(char *p, size_t size, size_t n, void *arg)
-{
-	struct cap_http *h = arg;
-	size_t len = size * n;
-
-	if (h->body.len + len > CAP_MAX_REPLY) {
-		h->too_big = true;
-		return 0;
-	}
-	buf_add(&h->body, p, len);
-	return len;
-}
-
-static size_t cap_on_header(char *p, size_t size, size_t n, void *arg)
-{
-	struct cap_http *h = arg;
-	size_t len = size * n;
-	static const char name[] = "retry-after:";
-
-	if (len > sizeof(name) - 1 && !strncasecmp(p, name, sizeof(name) - 1)) {
-		char tmp[32];
-		size_t k = len - (sizeof(name) - 1);
-		unsigned long long v;
-
-		if (k >= sizeof(tmp))
-			k = sizeof(tmp) - 1;
-		memcpy(tmp, p + sizeof(name) - 1, k);
-		tmp[k] = '\0';
-		if (!str_to_u64(str_trim(tmp), &v))
-			h->retry_after_s = v > CAP_MAX_RETRY_AFTER_S ? CAP_MAX_RETRY_AFTER_S : (long)v;
-	}
-	return len;
-}
-
-/* One POST. Returns 0 with *status set when an HTTP answer came back;
- * otherwise a transport error, with *retry telling whether it is worth
- * another try. */
-static int cap_post(struct captioner *c, const char *body, size_t len, struct cap_http *h,
-		    long *status, bool *retry, struct err *e)
-{
-	char errbuf[CURL_ERROR_SIZE] = "";
-	struct curl_slist *hdrs = NULL;
-	char *auth = NULL;
-	CURL *curl;
-	CURLcode cc;
-	int r = 0;
-
-	*status = 0;
-	*retry = false;
-	curl = curl_easy_init();
-	if (!curl)
-		return err_set(e, ERR_IO, "cannot start an HTTP client");
-	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	hdrs = curl_slist_append(hdrs, "Expect:");
-	if (c->api_key) {
-		auth = xasprintf("Authorization: Bearer %s", c->api_key);
-		hdrs = curl_slist_append(hdrs, auth);
-	}
-	curl_easy_setopt(curl, CURLOPT_URL, c->endpoint);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	curl_easy_setopt(curl, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)c->timeout_s);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long)c->timeout_s);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, cap_on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, h);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, cap_on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, h);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-	cc = curl_easy_perform(curl);
-	if (cc == CURLE_OK) {
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
-	} else if (h->too_big) {
-		r = err_set(e, ERR_LIMIT, "caption server reply is larger than %u MiB",
-			    CAP_MAX_REPLY >> 20);
-	} else {
-		curl_off_t connect_us = 0;
-
-		curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us);
-		switch (cc) {
-		case CURLE_COULDNT_CONNECT:
-		case CURLE_SEND_ERROR:
-		case CURLE_RECV_ERROR:
-		case CURLE_GOT_NOTHING:
-		case CURLE_PARTIAL_FILE:
-			*retry = true;
-			break;
-		case CURLE_OPERATION_TIMEDOUT:
-			/* Never connected: a connection error. A slow answer is not retried. */
-			*retry = connect_us == 0;
-			break;
-		default:
-			break;
-		}
-		r = err_set(e, cc == CURLE_OPERATION_TIMEDOUT ? ERR_TIMEOUT : ERR_IO,
-			    "cannot reach caption server %s: %s", c->shown,
-			    errbuf[0] ? errbuf : curl_easy_strerror(cc));
-	}
-	curl_easy_cleanup(curl);
-	curl_slist_free_all(hdrs);
-	if (auth)
-		freezero(auth, strlen(auth));
-	return r;
-}
-
 static const char *cap_mime(const void *data, size_t len)
 {
 	switch (img_sniff(data, len)) {
@@ -707,32 +422,34 @@ static int cap_run_url(struct captioner *c, const char *path, char **caption, st
 		r = err_set(e, ERR_FAIL, "cannot build the caption request");
 		goto out;
 	}
-	for (int attempt = 1;; attempt++) {
-		struct cap_http h = { .retry_after_s = -1 };
-		bool retry = false;
-		long status = 0, wait_ms;
+	{
+		static const int statuses[] = { 429, 500, 502, 503, 504, 0 };
+		const struct http_retry retry = { .max_tries = c->max_tries,
+						  .base_ms = c->backoff_ms,
+						  .max_ms = (long)c->backoff_ms << 4,
+						  .idempotent = true, .statuses = statuses };
+		char *auth = c->api_key ? xasprintf("Authorization: Bearer %s", c->api_key) : NULL;
+		const char *hdrs[] = { "Content-Type: application/json", "Accept: application/json",
+				       auth, NULL };
+		const struct http_request rq = { .method = "POST", .url = c->endpoint,
+						 .shown = c->shown, .headers = hdrs, .body = body,
+						 .body_len = strlen(body), .timeout_s = c->timeout_s,
+						 .max_reply = CAP_MAX_REPLY };
+		struct http_response rs;
 
-		buf_init(&h.body);
-		log_debug("POST %s: %s, %zu bytes of image, try %d of %d", c->shown, mime,
-			  img.len, attempt, c->max_tries);
+		http_response_init(&rs);
+		log_debug("POST %s: %s, %zu bytes of image", c->shown, mime, img.len);
 		cap_slot_take(c);
-		r = cap_post(c, body, strlen(body), &h, &status, &retry, e);
+		r = http_do(&rq, &retry, &rs, e);
 		sem_post(&c->slots);
 		if (!r) {
-			retry = status == 429 || status >= 500;
-			r = captioner_parse_reply(status, h.body.data, h.body.len, caption, e);
+			r = captioner_parse_reply(rs.status, rs.body.data, rs.body.len, caption, e);
+			if (r && rs.tries > 1)
+				err_prefix(e, "after %d tries", rs.tries);
 		}
-		buf_release(&h.body);
-		if (!r || !retry || attempt >= c->max_tries) {
-			if (r && retry)
-				err_prefix(e, "after %d tries", attempt);
-			break;
-		}
-		wait_ms = h.retry_after_s >= 0 ? h.retry_after_s * 1000L
-					       : (long)c->backoff_ms << (attempt - 1);
-		log_info("%s: %s; trying again in %ld ms", path, e->msg, wait_ms);
-		err_clear(e);
-		cap_sleep_ms(wait_ms);
+		http_response_release(&rs);
+		if (auth)
+			freezero(auth, strlen(auth));
 	}
 out:
 	free(body);

@@ -48,7 +48,7 @@ int captioner_opts_from_config(struct captioner_opts *o, const struct config *c,
 int captioner_new(struct captioner **out, const struct captioner_opts *o, struct err *e);
 void captioner_free(struct captioner *c);
 /* For people: "command 'blip-caption'" or "url http://host/v1/chat/completions"
- * (the URL as captioner_url_shown gives it). */
+ * (the URL as http_url_shown gives it). */
 const char *captioner_describe(const struct captioner *c);
 /* Caption the image at `path` (a JPEG, PNG or WebP file). On success
  * *caption is a non-empty, trimmed UTF-8 string the caller frees. On failure
@@ -62,11 +62,6 @@ char *captioner_base64(const void *data, size_t len);
 /* `url` with "/chat/completions" appended to its path (before any query)
  * unless the path ends with it already. */
 char *captioner_endpoint(const char *url);
-/* `url` as it may be shown and logged: no userinfo (user:password@), the
- * query and fragment replaced by "?…" / "#…", control characters escaped. */
-char *captioner_url_shown(const char *url);
-/* Whether the URL's host is this machine: localhost, 127.0.0.0/8 or ::1. */
-bool captioner_url_local(const char *url);
 /* The chat-completions request body for one image. */
 json_t *captioner_request(const char *model, const char *prompt, const char *mime,
 			  const void *image, size_t len);

@@ -19,6 +19,7 @@
 
 #include "common/buf.h"
 #include "common/fsx.h"
+#include "common/http.h"
 #include "common/json_util.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -98,7 +99,7 @@ static void test_url_shown(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-		char *s = captioner_url_shown(v[i].in);
+		char *s = http_url_shown(v[i].in);
 
 		if (strcmp(s, v[i].out))
 			fail_msg("%s: got %s, want %s", v[i].in, s, v[i].out);
@@ -122,10 +123,10 @@ static void test_url_local(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
-		if (!captioner_url_local(local[i]))
+		if (!http_url_local(local[i]))
 			fail_msg("%s should be this machine", local[i]);
 	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
-		if (captioner_url_local(remote[i]))
+		if (http_url_local(remote[i]))
 			fail_msg("%s should not be this machine", remote[i]);
 }
 

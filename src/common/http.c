@@ -1,0 +1,467 @@
+#include "common/http.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+
+#define HTTP_DEFAULT_TIMEOUT_S 60
+#define HTTP_DEFAULT_MAX_REPLY (32u << 20)
+#define HTTP_MAX_RETRY_AFTER_S 60
+#define HTTP_TRACE_MAX 2048 /* bytes of a body shown in a trace */
+
+static pthread_once_t http_once = PTHREAD_ONCE_INIT;
+
+static void http_global_init(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void http_response_init(struct http_response *rs)
+{
+	memset(rs, 0, sizeof(*rs));
+	buf_init(&rs->body);
+	rs->retry_after_s = -1;
+}
+
+void http_response_release(struct http_response *rs)
+{
+	buf_release(&rs->body);
+}
+
+struct http_xfer {
+	struct http_response *rs;
+	size_t max_reply;
+	bool too_big;
+};
+
+static size_t http_on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct http_xfer *x = arg;
+	size_t len = size * n;
+
+	if (x->rs->body.len + len > x->max_reply) {
+		x->too_big = true;
+		return 0;
+	}
+	buf_add(&x->rs->body, p, len);
+	return len;
+}
+
+/* The value of header `name` (lower case, with the colon) in the line
+ * p[0..len), trimmed into out; false when the line is another header. */
+static bool http_header_value(const char *p, size_t len, const char *name, char *out,
+			      size_t outsz)
+{
+	size_t k = strlen(name), v;
+
+	if (len <= k || strncasecmp(p, name, k))
+		return false;
+	v = len - k;
+	if (v >= outsz)
+		v = outsz - 1;
+	memcpy(out, p + k, v);
+	out[v] = '\0';
+	memmove(out, str_trim(out), strlen(str_trim(out)) + 1);
+	return true;
+}
+
+static size_t http_on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct http_xfer *x = arg;
+	size_t len = size * n;
+	char tmp[128];
+	unsigned long long v;
+
+	if (http_header_value(p, len, "retry-after:", tmp, sizeof(tmp)) && !str_to_u64(tmp, &v))
+		x->rs->retry_after_s = v > HTTP_MAX_RETRY_AFTER_S ? HTTP_MAX_RETRY_AFTER_S : (long)v;
+	else if (http_header_value(p, len, "content-type:", tmp, sizeof(tmp)))
+		memcpy(x->rs->content_type, tmp, sizeof(x->rs->content_type) - 1);
+	return len;
+}
+
+/* Trace headers and bodies at LOG_TRACE. The Authorization header's value
+ * never reaches the log, whatever it holds; registered secrets are masked
+ * by the logger as everywhere. */
+static int http_on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
+{
+	const char *dir;
+	struct buf b = BUF_INIT;
+
+	switch (type) {
+	case CURLINFO_HEADER_OUT: dir = ">"; break;
+	case CURLINFO_HEADER_IN: dir = "<"; break;
+	case CURLINFO_DATA_OUT: dir = "> body"; break;
+	case CURLINFO_DATA_IN: dir = "< body"; break;
+	default: return 0;
+	}
+	buf_init(&b);
+	if (type == CURLINFO_HEADER_OUT || type == CURLINFO_HEADER_IN) {
+		const char *p = data, *end = data + size;
+
+		while (p < end) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t n = (size_t)((nl ? nl : end) - p);
+
+			while (n && (p[n - 1] == '\r' || p[n - 1] == '\n'))
+				n--;
+			if (n) {
+				if (n > 14 && !strncasecmp(p, "authorization:", 14))
+					log_trace("%s Authorization: ****", dir);
+				else
+					log_trace("%s %.*s", dir, (int)n, p);
+			}
+			p = nl ? nl + 1 : end;
+		}
+	} else {
+		size_t n = size > HTTP_TRACE_MAX ? HTTP_TRACE_MAX : size;
+		char *raw = xstrndup(data, n);
+
+		str_escape(raw, &b);
+		free(raw);
+		log_trace("%s (%zu bytes)%s %s", dir, size, size > n ? ", start" : "", b.data);
+	}
+	buf_release(&b);
+	return 0;
+}
+
+static enum http_outcome http_classify(CURLcode cc, curl_off_t connect_us)
+{
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_CONNECT:
+		return HTTP_NOT_SENT;
+	case CURLE_OPERATION_TIMEDOUT:
+		return connect_us == 0 ? HTTP_NOT_SENT : HTTP_NO_ANSWER;
+	case CURLE_SSL_CONNECT_ERROR:
+		return HTTP_NOT_SENT;
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return HTTP_NO_ANSWER;
+	default:
+		return HTTP_REFUSED;
+	}
+}
+
+int http_send(const struct http_request *rq, struct http_response *rs,
+	      enum http_outcome *how, struct err *e)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct http_xfer x = { .rs = rs };
+	struct curl_slist *hdrs = NULL;
+	const char *shown = rq->shown ? rq->shown : rq->url;
+	long timeout = rq->timeout_s > 0 ? rq->timeout_s : HTTP_DEFAULT_TIMEOUT_S;
+	enum http_outcome outcome = HTTP_ANSWERED;
+	curl_off_t connect_us = 0;
+	uint64_t t0 = clock_mono_ms();
+	CURLcode cc;
+	CURL *curl;
+	int r = 0;
+
+	pthread_once(&http_once, http_global_init);
+	rs->status = 0;
+	rs->content_type[0] = '\0';
+	rs->retry_after_s = -1;
+	buf_reset(&rs->body);
+	x.max_reply = rq->max_reply ? rq->max_reply : HTTP_DEFAULT_MAX_REPLY;
+	curl = curl_easy_init();
+	if (!curl) {
+		if (how)
+			*how = HTTP_REFUSED;
+		return err_set(e, ERR_IO, "cannot start an HTTP client");
+	}
+	for (const char *const *h = rq->headers; h && *h; h++)
+		hdrs = curl_slist_append(hdrs, *h);
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	curl_easy_setopt(curl, CURLOPT_URL, rq->url);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, rq->method);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+	if (rq->body) {
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, rq->body);
+		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+	} else if (!strcmp(rq->method, "GET")) {
+		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	}
+	curl_easy_setopt(curl, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, timeout < 15 ? timeout : 15L);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, timeout);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &x);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, http_on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, &x);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+	if (log_get_level() >= LOG_TRACE) {
+		curl_easy_setopt(curl, CURLOPT_DEBUGFUNCTION, http_on_debug);
+		curl_easy_setopt(curl, CURLOPT_VERBOSE, 1L);
+	}
+	cc = curl_easy_perform(curl);
+	if (cc == CURLE_OK) {
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &rs->status);
+		log_debug("%s %s: %ld, %zu bytes, %llu ms", rq->method, shown, rs->status,
+			  rs->body.len, (unsigned long long)(clock_mono_ms() - t0));
+	} else if (x.too_big) {
+		outcome = HTTP_REFUSED;
+		r = err_set(e, ERR_LIMIT, "the answer from %s is larger than %zu MiB", shown,
+			    x.max_reply >> 20);
+	} else {
+		curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us);
+		outcome = http_classify(cc, connect_us);
+		r = err_set(e, cc == CURLE_OPERATION_TIMEDOUT ? ERR_TIMEOUT : ERR_IO,
+			    "cannot reach %s: %s", shown, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		log_debug("%s %s: %s", rq->method, shown, e ? e->msg : curl_easy_strerror(cc));
+	}
+	curl_easy_cleanup(curl);
+	curl_slist_free_all(hdrs);
+	if (how)
+		*how = outcome;
+	return r;
+}
+
+static bool http_status_listed(const struct http_retry *p, long status)
+{
+	static const int dflt[] = { 429, 502, 503, 504, 0 };
+
+	for (const int *s = p->statuses ? p->statuses : dflt; *s; s++)
+		if (*s == status)
+			return true;
+	return false;
+}
+
+long http_backoff_ms(const struct http_retry *p, int attempt, long retry_after_s)
+{
+	long base = p && p->base_ms > 0 ? p->base_ms : 250;
+	long cap = p && p->max_ms > 0 ? p->max_ms : 8000;
+	long d = base;
+	unsigned int rnd = 0;
+
+	if (retry_after_s >= 0)
+		return (retry_after_s > HTTP_MAX_RETRY_AFTER_S ? HTTP_MAX_RETRY_AFTER_S
+							       : retry_after_s) * 1000L;
+	for (int i = 1; i < attempt && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	/* Full jitter over the upper half: many clients that failed together
+	 * do not come back together. */
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (unsigned int)clock_mono_ms();
+	return d / 2 + (long)(rnd % (unsigned long)(d / 2 + 1));
+}
+
+void http_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+int http_do(const struct http_request *rq, const struct http_retry *p,
+	    struct http_response *rs, struct err *e)
+{
+	static const struct http_retry dflt = { 0 };
+	struct err local;
+	int tries, r;
+
+	if (!p)
+		p = &dflt;
+	if (!e)
+		e = &local; /* the loop reads messages back */
+	tries = p->max_tries > 0 ? p->max_tries : 5;
+	for (int attempt = 1;; attempt++) {
+		enum http_outcome how;
+		bool again;
+		long wait;
+
+		err_clear(e);
+		rs->tries = attempt;
+		r = http_send(rq, rs, &how, e);
+		if (!r)
+			again = rs->status == 429 ||
+				(p->idempotent && http_status_listed(p, rs->status));
+		else
+			again = how == HTTP_NOT_SENT || (p->idempotent && how == HTTP_NO_ANSWER);
+		if (!again || attempt >= tries) {
+			if (r && again)
+				err_prefix(e, "after %d tries", attempt);
+			return r;
+		}
+		wait = http_backoff_ms(p, attempt, r ? -1 : rs->retry_after_s);
+		log_info("%s %s: %s; trying again in %ld ms (try %d of %d)", rq->method,
+			 rq->shown ? rq->shown : rq->url,
+			 r ? e->msg : (rs->status == 429 ? "rate limited (429)" : "server busy"),
+			 wait, attempt + 1, tries);
+		http_sleep_ms(wait);
+	}
+}
+
+/* Where the authority (userinfo@host:port) of `url` starts and ends, and
+ * where the userinfo ends (the '@'), or NULL. The authority ends at the
+ * first '/', '?' or '#' (RFC 3986); when it holds no '@' but the path does,
+ * the URL is read the cautious way: everything up to the last '@' before the
+ * query counts as userinfo, so that a password holding a '/' is never shown. */
+static void http_url_parts(const char *url, const char **auth, const char **auth_end,
+			  const char **at, bool *odd)
+{
+	const char *p = strstr(url, "://"), *q, *query;
+
+	*auth = p && !memchr(url, '/', (size_t)(p - url)) ? p + 3 : url;
+	*auth_end = *auth + strcspn(*auth, "/?#");
+	*at = NULL;
+	*odd = false;
+	for (q = *auth; q < *auth_end; q++)
+		if (*q == '@')
+			*at = q;
+	if (*at)
+		return;
+	query = *auth + strcspn(*auth, "?#");
+	for (q = *auth_end; q < query; q++)
+		if (*q == '@')
+			*at = q;
+	if (*at) {
+		*auth_end = *at + 1 + strcspn(*at + 1, "/?#");
+		*odd = true;
+	}
+}
+
+char *http_url_shown(const char *url)
+{
+	const char *auth, *auth_end, *at, *rest, *tail;
+	struct buf raw = BUF_INIT, out = BUF_INIT;
+	bool odd;
+
+	buf_init(&raw);
+	buf_init(&out);
+	http_url_parts(url, &auth, &auth_end, &at, &odd);
+	buf_add(&raw, url, (size_t)(auth - url));
+	if (odd) /* an '@' in the path: show that something was left out */
+		buf_puts(&raw, "\xe2\x80\xa6@");
+	rest = at ? at + 1 : auth;
+	tail = rest + strcspn(rest, "?#");
+	buf_add(&raw, rest, (size_t)(tail - rest));
+	if (*tail)
+		buf_puts(&raw, *tail == '?' ? "?\xe2\x80\xa6" : "#\xe2\x80\xa6");
+	str_escape(raw.data, &out);
+	buf_release(&raw);
+	return buf_detach(&out, NULL);
+}
+
+/* Whether a query parameter's name says its value is a credential. */
+static bool http_secret_param(const char *name, size_t n)
+{
+	static const char *const words[] = { "key", "token", "secret", "sig", "pass", "auth",
+					     "code", "credential" };
+	char low[64];
+
+	if (n >= sizeof(low))
+		n = sizeof(low) - 1;
+	for (size_t i = 0; i < n; i++)
+		low[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+	low[n] = '\0';
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strstr(low, words[i]))
+			return true;
+	return false;
+}
+
+/* Register `len` bytes of a URL as a secret, as written and percent-decoded
+ * (the form a server may echo back). */
+static void http_register_part(const char *p, size_t len)
+{
+	char *raw = xstrndup(p, len), *dec;
+	int n = 0;
+
+	log_register_secret(raw);
+	dec = len <= INT_MAX ? curl_easy_unescape(NULL, raw, (int)len, &n) : NULL;
+	if (dec) {
+		if (!memchr(dec, '\0', (size_t)n))
+			log_register_secret(dec);
+		explicit_bzero(dec, (size_t)n);
+		curl_free(dec);
+	}
+	freezero(raw, len);
+}
+
+/* Register the credentials a URL carries (the userinfo's password, or the
+ * whole userinfo when it has no ':'; query values with names such as key or
+ * token) as secrets, so that no log line or report shows them. */
+void http_url_register_secrets(const char *url)
+{
+	const char *auth, *auth_end, *at, *q;
+	bool odd;
+
+	http_url_parts(url, &auth, &auth_end, &at, &odd);
+	if (at) {
+		const char *colon = memchr(auth, ':', (size_t)(at - auth));
+
+		if (colon)
+			http_register_part(colon + 1, (size_t)(at - colon - 1));
+		else
+			http_register_part(auth, (size_t)(at - auth));
+	}
+	q = strchr(at ? at : auth, '?');
+	while (q && *q && *q != '#') {
+		const char *name = q + 1, *end = name + strcspn(name, "&#"), *eq;
+
+		eq = memchr(name, '=', (size_t)(end - name));
+		if (eq && http_secret_param(name, (size_t)(eq - name)))
+			http_register_part(eq + 1, (size_t)(end - eq - 1));
+		q = *end == '&' ? end : NULL;
+	}
+}
+
+bool http_url_local(const char *url)
+{
+	const char *auth, *auth_end, *at, *host;
+	char name[256];
+	size_t n;
+	struct in_addr a4;
+	struct in6_addr a6;
+	bool odd;
+
+	http_url_parts(url, &auth, &auth_end, &at, &odd);
+	host = at ? at + 1 : auth;
+	if (*host == '[') {
+		const char *close = memchr(host, ']', (size_t)(auth_end - host));
+
+		if (!close)
+			return false;
+		host++;
+		n = (size_t)(close - host);
+	} else {
+		const char *colon = memchr(host, ':', (size_t)(auth_end - host));
+
+		n = (size_t)((colon ? colon : auth_end) - host);
+	}
+	if (!n || n >= sizeof(name))
+		return false;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	if (!strcasecmp(name, "localhost") || !strcasecmp(name, "localhost."))
+		return true;
+	if (inet_aton(name, &a4)) /* also 127.1 and other short forms */
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, name, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+	return false;
+}
+
