@@ -50,7 +50,22 @@ int cmd_dataset_fix(struct cli *cli, int argc, char **argv);
 int cmd_dataset_pack(struct cli *cli, int argc, char **argv);
 int cmd_dataset_unpack(struct cli *cli, int argc, char **argv);
 
+int cmd_offers(struct cli *cli, int argc, char **argv);
+int cmd_rent(struct cli *cli, int argc, char **argv);
+int cmd_instances(struct cli *cli, int argc, char **argv);
+int cmd_destroy(struct cli *cli, int argc, char **argv);
+int cmd_keys(struct cli *cli, int argc, char **argv);
+int cmd_whoami(struct cli *cli, int argc, char **argv);
+int cmd_sim(struct cli *cli, int argc, char **argv);
+
 extern const char cmd_config_usage[];
 extern const char cmd_dataset_usage[];
+extern const char cmd_offers_usage[];
+extern const char cmd_rent_usage[];
+extern const char cmd_instances_usage[];
+extern const char cmd_destroy_usage[];
+extern const char cmd_keys_usage[];
+extern const char cmd_whoami_usage[];
+extern const char cmd_sim_usage[];
 
 #endif
