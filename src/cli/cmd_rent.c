@@ -1,9 +1,482 @@
-/* placeholder until written */
+/* `ferry rent`, `ferry instances` and `ferry destroy`: renting that cannot
+ * leak (docs/renting.md), and the instances it leaves for you to see. */
 #include "cli/cli.h"
+
+#include <getopt.h>
 #include <stdio.h>
-const char cmd_rent_usage[] = "usage: ferry rent (not built yet)\n";
-int cmd_rent(struct cli *cli, int argc, char **argv) { fputs("ferry: rent is not built yet\n", stderr); return EXIT_FAILED; }
-const char cmd_instances_usage[] = "usage: ferry instances (not built yet)\n";
-int cmd_instances(struct cli *cli, int argc, char **argv) { fputs("ferry: instances is not built yet\n", stderr); return EXIT_FAILED; }
-const char cmd_destroy_usage[] = "usage: ferry destroy (not built yet)\n";
-int cmd_destroy(struct cli *cli, int argc, char **argv) { fputs("ferry: destroy is not built yet\n", stderr); return EXIT_FAILED; }
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/fsx.h"
+#include "common/json_util.h"
+#include "common/log.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+#include "recipe/recipe.h"
+#include "vast/client.h"
+#include "vast/keys.h"
+#include "vast/model.h"
+#include "vast/query.h"
+#include "vast/rent.h"
+
+const char cmd_rent_usage[] =
+	"usage: ferry rent OFFER_ID [options]\n"
+	"       ferry rent --best [QUERY...] [options]\n"
+	"\n"
+	"Rent an instance. It is always labelled (ferry-...); when Vast's answer does\n"
+	"not name the new instance, ferry looks the label up before it would ever\n"
+	"create again; a failed create that left an instance behind has it destroyed;\n"
+	"an offer someone else took moves on to the next offer (with --best).\n"
+	"Your SSH public key is registered on the account before the create and\n"
+	"attached to the instance after.\n"
+	"\n"
+	"Options:\n"
+	"  --best               search with QUERY (vastai language, defaults apply) and\n"
+	"                       rent the first offer that can be had, in search order\n"
+	"  -o, --order FIELDS   search order for --best (default score-)\n"
+	"  --image IMG          container image (default: the flux-dev-lora recipe's)\n"
+	"  --disk GB            container disk (default 80)\n"
+	"  --label L            label; 'ferry-' is put in front when missing\n"
+	"                       (default ferry-<time>-<random>)\n"
+	"  --env K=V            environment variable for the container (repeatable);\n"
+	"                       --env K alone takes K's value from ferry's environment,\n"
+	"                       so a secret never sits in a command line\n"
+	"  --onstart FILE       script run when the container starts\n"
+	"  --interruptible      rent as an interruptible (bid) instance\n"
+	"  --bid PRICE          $/h to bid (default: the offer's minimum bid)\n"
+	"  --adopt              when an instance with the label exists, keep it\n"
+	"  --no-key             rent without registering an SSH key\n"
+	"  --json               print the result as JSON\n";
+
+const char cmd_instances_usage[] =
+	"usage: ferry instances [--label L] [--json]\n"
+	"\n"
+	"List your Vast.ai instances (every page of the v1 list).\n"
+	"  --label L   only instances with this label\n"
+	"  --json      print JSON\n";
+
+const char cmd_destroy_usage[] =
+	"usage: ferry destroy ID... [--json]\n"
+	"       ferry destroy --label L [--json]\n"
+	"\n"
+	"Destroy instances and confirm each is gone (an instance that was already\n"
+	"gone counts as destroyed). Exit 1 when any is still there.\n";
+
+static char *rent_default_label(void)
+{
+	unsigned int rnd = 0;
+	time_t now = time(NULL);
+	struct tm tm;
+	char ts[32];
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (unsigned int)now;
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y%m%d-%H%M%S", &tm);
+	return xasprintf("ferry-%s-%04x", ts, rnd & 0xffff);
+}
+
+/* Whether an environment variable's name says it holds a secret. */
+static bool rent_secret_name(const char *name)
+{
+	static const char *const words[] = { "TOKEN", "KEY", "SECRET", "PASS", "AUTH" };
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcasestr(name, words[i]))
+			return true;
+	return false;
+}
+
+static int rent_add_env(json_t *env, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	char *name = eq ? xstrndup(arg, (size_t)(eq - arg)) : xstrdup(arg);
+	const char *value = eq ? eq + 1 : getenv(name);
+	int status = 0;
+
+	if (!*name) {
+		status = cli_usage("rent", "--env wants K=V or K, not '%s'", arg);
+	} else if (!value) {
+		status = cli_usage("rent", "--env %s: %s is not set in ferry's environment", name,
+				   name);
+	} else if (strlen(name) > 256 || strlen(value) > 256) {
+		status = cli_usage("rent", "--env %s: Vast takes at most 256 characters per name "
+				   "and value", name);
+	} else {
+		if (rent_secret_name(name))
+			log_register_secret(value);
+		json_object_set_new(env, name, json_string(value));
+	}
+	free(name);
+	return status;
+}
+
+static void rent_print(const struct vast_rent_result *res, const char *label, bool json)
+{
+	if (json) {
+		json_t *o = json_pack("{s:I, s:I, s:s, s:b, s:i, s:i}", "instance_id",
+				      (json_int_t)res->instance_id, "offer_id",
+				      (json_int_t)res->offer_id, "label", label, "adopted",
+				      res->adopted, "creates", res->creates, "destroyed_strays",
+				      res->destroyed);
+
+		json_print(stdout, o, 1);
+		json_decref(o);
+		return;
+	}
+	printf("instance %lld%s (label %s", res->instance_id, res->adopted ? " (kept)" : "",
+	       label);
+	if (res->offer_id)
+		printf(", offer %lld", res->offer_id);
+	printf(")\n");
+	if (res->destroyed)
+		printf("destroyed %d stray instance(s) on the way\n", res->destroyed);
+	fprintf(stderr, "ferry: it bills until destroyed: `ferry destroy %lld`\n",
+		res->instance_id);
+}
+
+/* Offers for --best, in the server's order. */
+static int rent_search(struct vast_client *c, char **terms, int nterms, const char *order,
+		       bool bid, long long **ids, double **min_bids, size_t *n, struct err *e)
+{
+	struct vast_query_opts qo = { .order = order, .type = bid ? "bid" : NULL, .limit = 20 };
+	struct vast_offer *offers = NULL;
+	json_t *q = NULL, *answer = NULL;
+	size_t no = 0;
+	int r;
+
+	*n = 0;
+	r = vast_query_build((const char *const *)terms, (size_t)nterms, &qo, &q, e);
+	if (!r)
+		r = vast_search_offers(c, q, &answer, e);
+	if (!r)
+		r = vast_offers_read(answer, &offers, &no, e);
+	if (!r && !no)
+		r = err_set(e, ERR_NOTFOUND, "no offer matches the query");
+	if (!r) {
+		*ids = xcalloc(no, sizeof(**ids));
+		*min_bids = xcalloc(no, sizeof(**min_bids));
+		for (size_t i = 0; i < no; i++) {
+			(*ids)[i] = offers[i].id;
+			(*min_bids)[i] = offers[i].min_bid;
+		}
+		*n = no;
+	}
+	vast_offers_free(offers, no);
+	json_decref(q);
+	json_decref(answer);
+	return r;
+}
+
+int cmd_rent(struct cli *cli, int argc, char **argv)
+{
+	enum { O_BEST = 256, O_IMAGE, O_DISK, O_LABEL, O_ENV, O_ONSTART, O_INTR, O_BID,
+	       O_ADOPT, O_NOKEY, O_JSON };
+	static const struct option opts[] = {
+		{ "best", no_argument, NULL, O_BEST },
+		{ "order", required_argument, NULL, 'o' },
+		{ "image", required_argument, NULL, O_IMAGE },
+		{ "disk", required_argument, NULL, O_DISK },
+		{ "label", required_argument, NULL, O_LABEL },
+		{ "env", required_argument, NULL, O_ENV },
+		{ "onstart", required_argument, NULL, O_ONSTART },
+		{ "interruptible", no_argument, NULL, O_INTR },
+		{ "bid", required_argument, NULL, O_BID },
+		{ "adopt", no_argument, NULL, O_ADOPT },
+		{ "no-key", no_argument, NULL, O_NOKEY },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	size_t nrecipes;
+	struct vast_rent_opts ro = { .image = recipe_all(&nrecipes)[0].image, .disk_gb = 80 };
+	struct vast_rent_result res = { 0 };
+	struct vast_client *c = NULL;
+	struct buf onstart = BUF_INIT;
+	json_t *env = json_object();
+	long long *ids = NULL;
+	double *min_bids = NULL;
+	char *label = NULL, *pub = NULL, *end;
+	const char *order = NULL;
+	bool best = false, json = false, nokey = false;
+	struct err e = { 0 };
+	size_t nids = 0;
+	int ch, status = EXIT_OK, r;
+	unsigned long long v;
+
+	buf_init(&onstart);
+	while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case O_BEST: best = true; break;
+		case 'o': order = optarg; break;
+		case O_IMAGE: ro.image = optarg; break;
+		case O_DISK:
+			ro.disk_gb = strtod(optarg, &end);
+			if (*end || ro.disk_gb < 8 || ro.disk_gb > 100000) {
+				status = cli_usage("rent", "--disk wants GB (at least 8), not '%s'",
+						   optarg);
+				goto out;
+			}
+			break;
+		case O_LABEL:
+			free(label);
+			label = str_starts_with(optarg, "ferry-") ? xstrdup(optarg)
+								  : xasprintf("ferry-%s", optarg);
+			break;
+		case O_ENV:
+			status = rent_add_env(env, optarg);
+			if (status)
+				goto out;
+			break;
+		case O_ONSTART:
+			r = fsx_read_file(optarg, &onstart, 4096, &e);
+			if (r) {
+				status = cli_fail(&e);
+				goto out;
+			}
+			ro.onstart = onstart.data;
+			break;
+		case O_INTR: ro.interruptible = true; break;
+		case O_BID:
+			ro.bid = strtod(optarg, &end);
+			if (*end || ro.bid < 0.001 || ro.bid > 128) {
+				status = cli_usage("rent", "--bid wants $/h between 0.001 and 128, "
+						   "not '%s'", optarg);
+				goto out;
+			}
+			break;
+		case O_ADOPT: ro.adopt = true; break;
+		case O_NOKEY: nokey = true; break;
+		case O_JSON: json = true; break;
+		case 'h': fputs(cmd_rent_usage, stdout); goto out;
+		default: status = cli_usage("rent", "unknown option"); goto out;
+		}
+	}
+	if (ro.bid > 0 && !ro.interruptible) {
+		status = cli_usage("rent", "--bid goes with --interruptible");
+		goto out;
+	}
+	if (!best && argc - optind != 1) {
+		status = cli_usage("rent", "give one OFFER_ID, or --best [QUERY...]");
+		goto out;
+	}
+	if (!best && (cli_uint("OFFER_ID", argv[optind], &v) || !v)) {
+		status = EXIT_USAGE;
+		goto out;
+	}
+	if (strlen(label ? label : "") > 256) {
+		status = cli_usage("rent", "--label is longer than Vast's 256 characters");
+		goto out;
+	}
+	if (!label)
+		label = rent_default_label();
+	ro.label = label;
+	ro.env = env;
+	if (!nokey) {
+		r = vast_pubkey_read(config_get(cli->cfg, "ssh.key_path"), &pub, &e);
+		if (r) {
+			err_prefix(&e, "SSH key (or rent with --no-key)");
+			status = cli_fail(&e);
+			goto out;
+		}
+		ro.pubkey = pub;
+	}
+	r = vast_client_from_config(&c, cli->cfg, true, &e);
+	if (!r && best) {
+		r = rent_search(c, argv + optind, argc - optind, order, ro.interruptible, &ids,
+				&min_bids, &nids, &e);
+	} else if (!r) {
+		ids = xcalloc(1, sizeof(*ids));
+		ids[0] = (long long)v;
+		nids = 1;
+	}
+	if (!r)
+		r = vast_rent(c, ids, min_bids, nids, &ro, &res, &e);
+	if (r) {
+		status = cli_fail(&e);
+		goto out;
+	}
+	rent_print(&res, label, json);
+out:
+	vast_client_free(c);
+	json_decref(env);
+	buf_release(&onstart);
+	free(ids);
+	free(min_bids);
+	free(label);
+	free(pub);
+	return status;
+}
+
+static json_t *instance_json(const struct vast_instance *in)
+{
+	char *host = NULL;
+	int port = 0;
+	bool direct = false;
+	json_t *o, *ssh = json_null();
+
+	if (!vast_instance_ssh_endpoint(in, &host, &port, &direct, NULL)) {
+		ssh = json_pack("{s:s, s:i, s:b}", "host", host, "port", port, "direct", direct);
+		free(host);
+	}
+	o = json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:i, s:f, s:I, s:f, s:s?, s:o}", "id",
+		      (json_int_t)in->id, "label", in->label, "actual_status", in->actual_status,
+		      "intended_status", in->intended_status, "gpu_name", in->gpu_name,
+		      "num_gpus", in->num_gpus, "dph_total", in->dph_total, "machine_id",
+		      (json_int_t)in->machine_id, "start_date", in->start_date, "status_msg",
+		      in->status_msg, "ssh", ssh);
+	return o;
+}
+
+int cmd_instances(struct cli *cli, int argc, char **argv)
+{
+	enum { O_LABEL = 256, O_JSON };
+	static const struct option opts[] = {
+		{ "label", required_argument, NULL, O_LABEL },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vast_client *c = NULL;
+	struct vast_instance *v = NULL;
+	const char *label = NULL;
+	bool json = false;
+	struct err e = { 0 };
+	size_t n = 0;
+	int ch, status = EXIT_OK;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case O_LABEL: label = optarg; break;
+		case O_JSON: json = true; break;
+		case 'h': fputs(cmd_instances_usage, stdout); return EXIT_OK;
+		default: return cli_usage("instances", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage("instances", "unexpected argument '%s'", argv[optind]);
+	if (vast_client_from_config(&c, cli->cfg, true, &e) ||
+	    vast_list_instances(c, label, &v, &n, &e)) {
+		status = cli_fail(&e);
+		goto out;
+	}
+	if (json) {
+		json_t *list = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(list, instance_json(&v[i]));
+		json_print(stdout, list, 1);
+		json_decref(list);
+		goto out;
+	}
+	if (!n) {
+		fprintf(stderr, "ferry: no instances%s%s\n", label ? " labelled " : "",
+			label ? label : "");
+		goto out;
+	}
+	printf("%-10s %-32s %-10s %-16s %7s  %s\n", "ID", "LABEL", "STATUS", "GPU", "$/h", "SSH");
+	for (size_t i = 0; i < n; i++) {
+		char *host = NULL, gpu[48], ssh[300] = "-";
+		int port = 0;
+		bool direct = false;
+
+		if (!vast_instance_ssh_endpoint(&v[i], &host, &port, &direct, NULL)) {
+			snprintf(ssh, sizeof(ssh), "%s:%d (%s)", host, port, direct ? "direct" : "proxy");
+			free(host);
+		}
+		snprintf(gpu, sizeof(gpu), "%dx %s", v[i].num_gpus,
+			 v[i].gpu_name ? v[i].gpu_name : "?");
+		printf("%-10lld %-32.32s %-10.10s %-16.16s %7.3f  %s\n", v[i].id,
+		       v[i].label ? v[i].label : "", v[i].actual_status ? v[i].actual_status : "-",
+		       gpu, v[i].dph_total, ssh);
+	}
+out:
+	vast_instances_free(v, n);
+	vast_client_free(c);
+	return status;
+}
+
+int cmd_destroy(struct cli *cli, int argc, char **argv)
+{
+	enum { O_LABEL = 256, O_JSON };
+	static const struct option opts[] = {
+		{ "label", required_argument, NULL, O_LABEL },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vast_client *c = NULL;
+	struct vast_instance *v = NULL;
+	long long *ids = NULL;
+	size_t n = 0, nids = 0;
+	const char *label = NULL;
+	json_t *results = json_array();
+	bool json = false;
+	struct err e = { 0 };
+	int ch, status = EXIT_OK;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case O_LABEL: label = optarg; break;
+		case O_JSON: json = true; break;
+		case 'h': fputs(cmd_destroy_usage, stdout); goto out;
+		default: status = cli_usage("destroy", "unknown option"); goto out;
+		}
+	}
+	if (!label == (optind >= argc)) {
+		status = cli_usage("destroy", "give instance ids, or --label L");
+		goto out;
+	}
+	ids = xcalloc((size_t)(argc - optind) + 1, sizeof(*ids));
+	for (int i = optind; i < argc; i++) {
+		unsigned long long id;
+
+		if (cli_uint("instance id", argv[i], &id) || !id) {
+			status = EXIT_USAGE;
+			goto out;
+		}
+		ids[nids++] = (long long)id;
+	}
+	if (vast_client_from_config(&c, cli->cfg, true, &e)) {
+		status = cli_fail(&e);
+		goto out;
+	}
+	if (label) {
+		if (vast_list_instances(c, label, &v, &n, &e)) {
+			status = cli_fail(&e);
+			goto out;
+		}
+		free(ids);
+		ids = xcalloc(n + 1, sizeof(*ids));
+		for (size_t i = 0; i < n; i++)
+			ids[nids++] = v[i].id;
+		if (!nids)
+			fprintf(stderr, "ferry: no instance is labelled %s\n", label);
+	}
+	for (size_t i = 0; i < nids; i++) {
+		struct err de = { 0 };
+		int r = vast_destroy_confirm(c, ids[i], &de);
+
+		if (r) {
+			log_fprintf(stderr, "ferry: %s\n", de.msg);
+			status = status == EXIT_OK ? err_exit_status(r) : status;
+		} else if (!json) {
+			printf("destroyed %lld\n", ids[i]);
+		}
+		json_array_append_new(results, json_pack("{s:I, s:b, s:s?}", "id",
+							 (json_int_t)ids[i], "gone", !r, "error",
+							 r ? de.msg : NULL));
+	}
+	if (json)
+		json_print(stdout, results, 1);
+out:
+	json_decref(results);
+	vast_instances_free(v, n);
+	vast_client_free(c);
+	free(ids);
+	return status;
+}

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,4 +286,27 @@ int fsx_remove_tree(const char *path, struct err *e)
 	if (!r && rmdir(path))
 		r = err_sys(e, ERR_IO, "cannot remove %s", path);
 	return r;
+}
+
+static unsigned long long fsx_tree_sum; /* nftw takes no user pointer */
+
+static int fsx_tree_add(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	if (type == FTW_F && S_ISREG(st->st_mode))
+		fsx_tree_sum += (unsigned long long)st->st_size;
+	return 0;
+}
+
+int fsx_tree_bytes(const char *path, unsigned long long *bytes, struct err *e)
+{
+	struct stat st;
+
+	*bytes = 0;
+	if (stat(path, &st))
+		return err_sys(e, ERR_IO, "%s", path);
+	fsx_tree_sum = 0;
+	if (nftw(path, fsx_tree_add, 16, FTW_PHYS))
+		return err_sys(e, ERR_IO, "cannot walk %s", path);
+	*bytes = fsx_tree_sum;
+	return 0;
 }

@@ -36,6 +36,8 @@ int fsx_remove_tree(const char *path, struct err *e);
 /* Create the parent directory of `path`. */
 int fsx_mkdir_parent(const char *path, mode_t mode, struct err *e);
 /* Write all of `len` bytes, retrying short writes and EINTR. */
+/* Bytes in the regular files under `path` (links not followed). */
+int fsx_tree_bytes(const char *path, unsigned long long *bytes, struct err *e);
 int fsx_write_all(int fd, const void *data, size_t len);
 
 #endif

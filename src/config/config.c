@@ -56,8 +56,12 @@ const struct config_setting config_table[] = {
 	  ".config/vastai/vast_api_key", "Vast.ai API key" },
 	{ "vast.url", CONFIG_STRING, "https://console.vast.ai", "VAST_URL:VASTAI_API_BASE_URL", NULL,
 	  "Vast.ai API base URL" },
+	{ "vast.timeout", CONFIG_INT, "60", NULL, NULL, "seconds one Vast.ai API request may take" },
+	{ "vast.tries", CONFIG_INT, "5", NULL, NULL,
+	  "tries per Vast.ai API call on 429, 502-504, timeouts and connection errors" },
 	{ "ssh.key_path", CONFIG_PATH, NULL, "VASTAI_SSH_KEY_PATH", NULL,
-	  "private key used to reach rented instances" },
+	  "private key used to reach rented instances; its .pub is registered on Vast.ai "
+	  "(default $XDG_CONFIG_HOME/ferry/ssh/id_ed25519, made by `ferry keys init`)" },
 	{ "remote.root", CONFIG_STRING, "/root/ferry", "FERRY_REMOTE_ROOT", NULL,
 	  "job root on the remote host" },
 
@@ -173,6 +177,12 @@ struct config *config_new(void)
 			dflt = xdg_dir("XDG_STATE_HOME", ".local/state");
 		else if (!strcmp(s->key, "cache_dir"))
 			dflt = xdg_dir("XDG_CACHE_HOME", ".cache");
+		else if (!strcmp(s->key, "ssh.key_path")) {
+			char *dir = xdg_dir("XDG_CONFIG_HOME", ".config");
+
+			dflt = xasprintf("%s/ssh/id_ed25519", dir);
+			free(dir);
+		}
 		config_store(c, i, dflt ? dflt : s->dflt, CONFIG_SRC_DEFAULT, xstrdup("default"));
 		free(dflt);
 	}

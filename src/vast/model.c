@@ -373,6 +373,122 @@ void vast_instance_release(struct vast_instance *in)
 	memset(in, 0, sizeof(*in));
 }
 
+int vast_instances_read_page(const json_t *answer, struct vast_instance **v, size_t *n,
+			     char **next_token, struct err *e)
+{
+	const json_t *list = json_object_get(answer, "instances"), *it;
+	size_t i, alloc = *n;
+	struct err ee;
+
+	*next_token = NULL;
+	if (!json_is_object(answer))
+		return err_set(e, ERR_FORMAT, "instance list: not a JSON object");
+	if (!json_is_array(list))
+		return err_set(e, ERR_FORMAT, "instance list: \"instances\" is %s",
+			       list ? "not an array" : "missing");
+	json_array_foreach(list, i, it) {
+		ALLOC_GROW(*v, *n + 1, alloc);
+		err_clear(&ee);
+		if (vast_instance_read(it, &(*v)[*n], &ee)) {
+			log_warn("skipping instances[%zu]: %s", i, ee.msg);
+			continue;
+		}
+		(*n)++;
+	}
+	*next_token = get_str_trim(answer, "next_token");
+	return 0;
+}
+
+void vast_instances_free(struct vast_instance *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		vast_instance_release(&v[i]);
+	free(v);
+}
+
+int vast_user_read(const json_t *obj, struct vast_user *out, struct err *e)
+{
+	memset(out, 0, sizeof(*out));
+	if (!json_is_object(obj))
+		return err_set(e, ERR_FORMAT, "user reply: not a JSON object");
+	out->id = get_id(obj, "id");
+	out->username = get_str_trim(obj, "username");
+	out->email = get_str_trim(obj, "email");
+	out->balance = get_num(obj, "balance");
+	out->credit = get_num(obj, "credit");
+	out->has_billing = get_bool(obj, "has_billing");
+	out->can_pay = get_bool(obj, "can_pay");
+	return 0;
+}
+
+void vast_user_release(struct vast_user *u)
+{
+	free(u->username);
+	free(u->email);
+	memset(u, 0, sizeof(*u));
+}
+
+int vast_ssh_keys_read(const json_t *answer, struct vast_ssh_key **out, size_t *n, struct err *e)
+{
+	const json_t *list = answer, *it;
+	size_t i, alloc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (json_is_object(answer)) {
+		list = json_object_get(answer, "keys");
+		if (!list)
+			list = json_object_get(answer, "ssh_keys");
+	}
+	if (!json_is_array(list))
+		return err_set(e, ERR_FORMAT, "SSH key list: not an array");
+	json_array_foreach(list, i, it) {
+		char *key = get_str_trim(it, "key");
+		const json_t *deleted = json_object_get(it, "deleted_at");
+
+		if (!key)
+			key = get_str_trim(it, "public_key");
+		if (!key || (deleted && !json_is_null(deleted))) {
+			free(key);
+			continue;
+		}
+		ALLOC_GROW(*out, *n + 1, alloc);
+		(*out)[*n].id = get_id(it, "id");
+		(*out)[*n].key = key;
+		(*n)++;
+	}
+	return 0;
+}
+
+void vast_ssh_keys_free(struct vast_ssh_key *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		free(v[i].key);
+	free(v);
+}
+
+/* Length of the first two words (type and body) of a public key line. */
+static size_t key_core_len(const char *k)
+{
+	size_t n = strcspn(k, " \t");
+
+	n += strspn(k + n, " \t");
+	return n + strcspn(k + n, " \t\r\n");
+}
+
+bool vast_ssh_key_same(const char *a, const char *b)
+{
+	size_t na, nb;
+
+	if (!a || !b)
+		return false;
+	a += strspn(a, " \t");
+	b += strspn(b, " \t");
+	na = key_core_len(a);
+	nb = key_core_len(b);
+	return na == nb && na && !memcmp(a, b, na);
+}
+
 int vast_instance_ssh_endpoint(const struct vast_instance *in, char **host, int *port,
 			       bool *direct, struct err *e)
 {

@@ -105,6 +105,40 @@ int vast_instance_read(const json_t *obj, struct vast_instance *out, struct err 
 int vast_instance_read_answer(const json_t *answer, struct vast_instance *out, struct err *e);
 void vast_instance_release(struct vast_instance *in);
 
+/* Read one page of GET /api/v1/instances/ ({"instances":[...],
+ * "next_token":...}) and append its instances to (*v, *n). *next_token is a
+ * new string, or NULL on the last page. Unreadable elements are skipped
+ * with a warning; ERR_FORMAT when "instances" is not an array. */
+int vast_instances_read_page(const json_t *answer, struct vast_instance **v, size_t *n,
+			     char **next_token, struct err *e);
+void vast_instances_free(struct vast_instance *v, size_t n);
+
+/* The account, from GET /users/current/. */
+struct vast_user {
+	long long id;
+	char *username;
+	char *email;
+	double balance;   /* $ */
+	double credit;    /* $ */
+	bool has_billing;
+	bool can_pay;
+};
+int vast_user_read(const json_t *obj, struct vast_user *out, struct err *e);
+void vast_user_release(struct vast_user *u);
+
+/* One SSH key registered on the account (GET /ssh/ lists them). */
+struct vast_ssh_key {
+	long long id;
+	char *key;        /* "ssh-ed25519 AAAA... comment", trimmed */
+};
+/* Read GET /ssh/'s array (or {"keys":[...]} / {"ssh_keys":[...]}); keys
+ * marked deleted are left out. */
+int vast_ssh_keys_read(const json_t *answer, struct vast_ssh_key **out, size_t *n, struct err *e);
+void vast_ssh_keys_free(struct vast_ssh_key *v, size_t n);
+/* Whether two public keys are the same key: type and base64 body equal,
+ * comments ignored. */
+bool vast_ssh_key_same(const char *a, const char *b);
+
 /* Where to ssh: public_ipaddr with the host port mapped to 22/tcp (direct)
  * when both exist, else ssh_host:ssh_port (proxy; +1 when image_runtype
  * names jupyter, as the vastai CLI does), else ERR_NOTFOUND "no SSH endpoint
