@@ -58,7 +58,7 @@ static int rent_lookup(struct vast_client *c, const struct vast_rent_opts *o, in
 		if (look < tries) {
 			log_info("no instance labelled %s yet (look %d of %d)", o->label, look, tries);
 			http_sleep_ms(wait);
-			wait = wait * 2 > 8000 ? 8000 : wait * 2;
+			wait = wait * 2 > 4000 ? 4000 : wait * 2;
 		}
 	}
 	return 0;
@@ -177,7 +177,7 @@ int vast_rent(struct vast_client *c, const long long *offers, const double *min_
 {
 	struct vast_instance *live = NULL;
 	size_t nlive = 0;
-	int lookups = o->lookup_tries > 0 ? o->lookup_tries : 5;
+	int lookups = o->lookup_tries > 0 ? o->lookup_tries : 4;
 	size_t max = (size_t)(o->max_offers > 0 ? o->max_offers : 5);
 	long long id = 0;
 	int r;

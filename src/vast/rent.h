@@ -27,7 +27,7 @@ struct vast_rent_opts {
 	const char *pubkey;        /* registered before, attached after; NULL: none */
 	bool adopt;                /* a live instance with the label is returned, not an error */
 	int max_offers;            /* offers tried when one is taken; 0: 5 */
-	int lookup_tries;          /* label lookups after an unclear answer; 0: 5 */
+	int lookup_tries;          /* label lookups after an unclear answer; 0: 4 */
 	long lookup_wait_ms;       /* first wait between lookups; 0: 1000 */
 };
 

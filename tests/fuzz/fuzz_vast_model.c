@@ -83,6 +83,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		vast_instance_release(&in);
 	}
 
+	/* A v1 list page, its next_token, the account and its SSH keys. */
+	{
+		struct vast_instance *list = NULL;
+		struct vast_ssh_key *keys = NULL;
+		struct vast_user u;
+		char *token = NULL;
+		size_t nl = 0, nk = 0;
+
+		err_clear(&e);
+		if (!vast_instances_read_page(v, &list, &nl, &token, &e)) {
+			for (size_t i = 0; i < nl; i++)
+				check_instance(&list[i]);
+			if (token && !*token)
+				abort();
+		} else if (nl || token || !e.msg[0]) {
+			abort();
+		}
+		vast_instances_free(list, nl);
+		free(token);
+		err_clear(&e);
+		if (!vast_ssh_keys_read(v, &keys, &nk, &e)) {
+			for (size_t i = 0; i < nk; i++)
+				if (!keys[i].key || !*keys[i].key ||
+				    !vast_ssh_key_same(keys[i].key, keys[i].key))
+					abort();
+			vast_ssh_keys_free(keys, nk);
+		} else if (keys || nk || !e.msg[0]) {
+			abort();
+		}
+		if (!vast_user_read(v, &u, &e))
+			vast_user_release(&u);
+	}
+
 	json_decref(v);
 	return 0;
 }
