@@ -219,8 +219,14 @@ int http_send(const struct http_request *rq, struct http_response *rs,
 			  rs->body.len, (unsigned long long)(clock_mono_ms() - t0));
 	} else if (x.too_big) {
 		outcome = HTTP_REFUSED;
-		r = err_set(e, ERR_LIMIT, "the answer from %s is larger than %zu MiB", shown,
-			    x.max_reply >> 20);
+		/* A cap under 1 MiB is shown in bytes: "larger than 0 MiB" said
+		 * nothing (found by tests/unit/test_http.c). */
+		if (x.max_reply < (1u << 20))
+			r = err_set(e, ERR_LIMIT, "the answer from %s is larger than %zu bytes",
+				    shown, x.max_reply);
+		else
+			r = err_set(e, ERR_LIMIT, "the answer from %s is larger than %zu MiB",
+				    shown, x.max_reply >> 20);
 	} else {
 		curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connect_us);
 		outcome = http_classify(cc, connect_us);

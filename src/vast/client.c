@@ -224,6 +224,13 @@ int vast_call(struct vast_client *c, const char *method, const char *path, const
 	if (rs.status < 200 || rs.status > 299 ||
 	    (json_is_object(doc) && json_is_false(json_object_get(doc, "success")))) {
 		r = vast_answer_error(rs.status, &rs, doc, what.data, e);
+		/* Say when the answer is the last of several tries, as http_do
+		 * does for transport errors (found by tests/unit/test_vast_client.c). */
+		if (rs.tries > 1 && e) {
+			size_t len = strlen(e->msg);
+
+			snprintf(e->msg + len, sizeof(e->msg) - len, " (after %d tries)", rs.tries);
+		}
 		*answer = doc;
 		doc = NULL;
 		goto out;
@@ -293,19 +300,25 @@ int vast_show_instance(struct vast_client *c, long long id, struct vast_instance
 	return r;
 }
 
-/* Append a URL query parameter holding compact JSON, percent-encoded. */
-static void vast_param(struct buf *b, const char *name, const json_t *v)
+/* Append a URL query parameter holding `text`, percent-encoded. */
+static void vast_param_text(struct buf *b, const char *name, const char *text)
 {
-	char *raw = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-
 	buf_printf(b, "%s%s=", strchr(b->data, '?') ? "&" : "?", name);
-	for (const unsigned char *p = (const unsigned char *)raw; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
 		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		    (*p >= '0' && *p <= '9') || strchr("-_.~", *p))
 			buf_putc(b, (char)*p);
 		else
 			buf_printf(b, "%%%02X", *p);
 	}
+}
+
+/* Append a URL query parameter holding compact JSON, percent-encoded. */
+static void vast_param(struct buf *b, const char *name, const json_t *v)
+{
+	char *raw = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	vast_param_text(b, name, raw);
 	free(raw);
 }
 
@@ -335,11 +348,12 @@ int vast_list_instances(struct vast_client *c, const char *label, struct vast_in
 			vast_param(&path, "select_filters", v);
 			json_decref(v);
 		}
-		if (token) {
-			v = json_string(token);
-			vast_param(&path, "after_token", v);
-			json_decref(v);
-		}
+		/* The token goes back as it came, not as a JSON string: the
+		 * official client JSON-encodes only values that are not strings,
+		 * and a quoted token is not the one the server gave (fix found
+		 * by tests/unit/test_vast_client.c). */
+		if (token)
+			vast_param_text(&path, "after_token", token);
 		r = vast_call(c, "GET", path.data, NULL, true, &a, NULL, e);
 		buf_release(&path);
 		if (!r)
