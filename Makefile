@@ -26,6 +26,7 @@ fuzz: deps
 
 bench: build
 	bench/pack.sh
+	bench/offers.sh
 
 demo: build
 	@scripts/demo.sh

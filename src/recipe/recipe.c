@@ -72,20 +72,22 @@ const char *recipe_names(void)
 
 unsigned long long recipe_download_bytes(const struct recipe *r, unsigned long long steps)
 {
-	unsigned long long saves = steps / (r->default_save_every ? r->default_save_every : 250);
-
-	/* Each checkpoint, the final LoRA, and about 10 samples of ~1.5 MB
-	 * per save round. */
-	return (saves + 1) * (r->lora_bytes + 10 * 1500 * 1000ull);
+	/* Checkpoints come home while training runs; what is left at the end
+	 * is the final LoRA, its optimizer state and the last round of about
+	 * 10 samples of ~1.5 MB. */
+	return 2 * r->lora_bytes + 10 * 1500 * 1000ull;
 }
 
 double recipe_disk_gb(const struct recipe *r, unsigned long long dataset_bytes,
 		      unsigned long long steps)
 {
-	/* The archive and its extracted copy, every checkpoint plus one
-	 * optimizer state, and 10 GB for logs, caches and latents. */
+	unsigned long long saves = steps / (r->default_save_every ? r->default_save_every : 250);
+	/* The archive and its extracted copy, the model and the image, every
+	 * checkpoint with its samples, one optimizer state, and 10 GB for
+	 * logs, caches and latents. */
 	unsigned long long bytes = 2 * dataset_bytes + r->model_bytes + r->image_bytes +
-				   recipe_download_bytes(r, steps) + r->lora_bytes + 10 * GB;
+				   (saves + 1) * (r->lora_bytes + 10 * 1500 * 1000ull) +
+				   r->lora_bytes + 10 * GB;
 
 	return (double)bytes / (double)GB;
 }

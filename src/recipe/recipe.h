@@ -33,7 +33,8 @@ const char *recipe_names(void);
  * checkpoint (and its optimizer state) per save, samples, and headroom. */
 double recipe_disk_gb(const struct recipe *r, unsigned long long dataset_bytes,
 		      unsigned long long steps);
-/* Bytes a job sends home: the checkpoints and samples. */
+/* Bytes pulled after training ends (the final LoRA, its optimizer state,
+ * the last samples); checkpoints come home while it runs. */
 unsigned long long recipe_download_bytes(const struct recipe *r, unsigned long long steps);
 
 #endif

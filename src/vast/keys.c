@@ -23,7 +23,7 @@ int vast_pubkey_read(const char *private_path, char **pub, struct err *e)
 	r = fsx_read_file(path, &b, 16384, e);
 	if (r) {
 		if (access(path, F_OK) && errno == ENOENT)
-			r = err_set(e, ERR_NOTFOUND,
+			r = err_set(e, ERR_CONFIG,
 				    "no SSH public key at %s: run `ferry keys init`, or point "
 				    "VASTAI_SSH_KEY_PATH (ssh.key_path) at your private key", path);
 		goto out;

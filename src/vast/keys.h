@@ -5,7 +5,7 @@
 
 #include "common/err.h"
 
-/* Read `private_path`.pub: one "type base64 [comment]" line. ERR_NOTFOUND
+/* Read `private_path`.pub: one "type base64 [comment]" line. ERR_CONFIG
  * when it does not exist (saying how to make one), ERR_FORMAT when it is
  * not a public key (a private key given by mistake is named as such). */
 int vast_pubkey_read(const char *private_path, char **pub, struct err *e);

@@ -255,7 +255,7 @@ static int vq_number(const char *s, double *out)
 }
 
 /* "535.86.05" -> 535086005 (major * 1000000 + minor * 1000 + patch). */
-static int vq_version(const char *s, long long *out)
+int vast_query_version(const char *s, long long *out)
 {
 	long long part[3] = { 0, 0, 0 };
 	int n = 0;
@@ -304,7 +304,7 @@ static int vq_value(const struct vq_term *t, const char *field, const char *s, b
 		return 0;
 	}
 	if (!strcmp(field, "driver_version") && strchr(s, '.')) {
-		if (vq_version(s, &ver))
+		if (vast_query_version(s, &ver))
 			return vq_fail(e, t->start, t->end,
 				       "driver_version takes a version like 535.86.05, not '%s'", s);
 		*out = json_integer(ver);

@@ -30,4 +30,8 @@ int vast_query_build(const char *const *terms, size_t nterms, const struct vast_
  * field. On failure `q` is left as it was. */
 int vast_query_parse(const char *text, json_t *q, struct err *e);
 
+/* A dotted driver version ("535.86.05") as the integer the query language
+ * sends (535086005); -1 when it is not two or three dot-separated numbers. */
+int vast_query_version(const char *s, long long *out);
+
 #endif

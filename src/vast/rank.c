@@ -96,41 +96,6 @@ static bool vr_num(const char *s, double *out)
 	return true;
 }
 
-/* "535.86.05" -> 535086005, as the query language sends driver_version. */
-static bool vr_version(const char *s, long long *out)
-{
-	long long part[3] = { 0, 0, 0 };
-	int n = 0;
-
-	if (!s)
-		return false;
-	for (;;) {
-		long long v = 0;
-		size_t d = 0;
-
-		if (n == 3)
-			return false;
-		for (; s[d] >= '0' && s[d] <= '9'; d++) {
-			if (d >= 6)
-				return false;
-			v = v * 10 + (s[d] - '0');
-		}
-		if (!d)
-			return false;
-		part[n++] = v;
-		s += d;
-		if (!*s)
-			break;
-		if (*s != '.')
-			return false;
-		s++;
-	}
-	if (n < 2 || part[1] > 999 || part[2] > 999)
-		return false;
-	*out = part[0] * 1000000 + part[1] * 1000 + part[2];
-	return true;
-}
-
 static char *vr_trim(char *s)
 {
 	char *end;
@@ -426,7 +391,7 @@ static int vr_job_check(const struct vast_job *job, struct err *e)
 	if (job->compute_cap_min < 0)
 		return err_set(e, ERR_USAGE, "offer ranking: compute capability floor %d is negative",
 			       job->compute_cap_min);
-	if (job->driver_min && !vr_version(job->driver_min, &ver)) {
+	if (job->driver_min && vast_query_version(job->driver_min, &ver)) {
 		struct buf show = BUF_INIT;
 		int r;
 
@@ -598,7 +563,7 @@ int vast_rank_filters(const struct vast_job *job, json_t *query, struct strv *ad
 			"offers below the job's CUDA floor are still dropped when ranking");
 	}
 	if (job->driver_min) {
-		vr_version(job->driver_min, &ver);
+		vast_query_version(job->driver_min, &ver);
 		snprintf(term, sizeof(term), "driver_version>=%s", job->driver_min);
 		vr_want(work, &terms, &lines, "driver_version", NULL, term,
 			xasprintf("driver_version >= %s (sent as %lld; %s's image needs this host driver)",
@@ -684,7 +649,8 @@ static int vr_cannot(const struct vast_offer *o, const struct vast_job *job, lon
 		return VR_DROP_VRAM;
 	if (job->cuda_min > 0 && o->cuda_max_good > 0 && o->cuda_max_good < job->cuda_min - 1e-9)
 		return VR_DROP_CUDA;
-	if (drv_min > 0 && vr_version(o->driver_version, &drv) && drv < drv_min)
+	if (drv_min > 0 && o->driver_version && !vast_query_version(o->driver_version, &drv) &&
+	    drv < drv_min)
 		return VR_DROP_DRIVER;
 	if (job->compute_cap_min > 0 && o->compute_cap > 0 && o->compute_cap < job->compute_cap_min)
 		return VR_DROP_CAP;
@@ -826,7 +792,7 @@ int vast_rank(const struct vast_offer *offers, size_t n, const struct vast_job *
 	if (!offers)
 		return err_set(e, ERR_USAGE, "offer ranking: %zu offers but no array", n);
 	if (job->driver_min)
-		vr_version(job->driver_min, &drv_min);
+		vast_query_version(job->driver_min, &drv_min);
 	t = vast_gpu_table_builtin();
 	est = xcalloc(n, sizeof(*est));
 	ks = xmalloc(n * sizeof(*ks));
