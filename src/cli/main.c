@@ -38,8 +38,9 @@ static const struct cli_command commands[] = {
 static const char main_usage[] =
 	"usage: ferry [--config FILE] [--set KEY=VALUE]... [-v|-q] COMMAND [ARGS]\n"
 	"\n"
-	"ferry trains LoRA models on rented GPUs. Built so far: the dataset pipeline.\n"
-	"Renting, training and collecting are not built yet; commands for them will\n"
+	"ferry trains LoRA models on rented GPUs. Built so far: the dataset pipeline\n"
+	"and the Vast.ai market (search, ranking, renting, and a simulator). Remote\n"
+	"execution, training and collecting are not built yet; commands for them will\n"
 	"appear here when they are.\n"
 	"\n"
 	"Global options:\n"
