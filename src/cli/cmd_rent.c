@@ -35,8 +35,9 @@ const char cmd_rent_usage[] =
 	"attached to the instance after.\n"
 	"\n"
 	"Options:\n"
-	"  --best               search with QUERY (vastai language, defaults apply) and\n"
-	"                       rent the first offer that can be had, in search order\n"
+	"  --best               search with QUERY (vastai language, defaults apply, and\n"
+	"                       disk_space>=--disk) and rent the first offer that can\n"
+	"                       be had, in search order\n"
 	"  -o, --order FIELDS   search order for --best (default score-)\n"
 	"  --image IMG          container image (default: the flux-dev-lora recipe's)\n"
 	"  --disk GB            container disk (default 80)\n"
@@ -141,9 +142,11 @@ static void rent_print(const struct vast_rent_result *res, const char *label, bo
 
 /* Offers for --best, in the server's order. */
 static int rent_search(struct vast_client *c, char **terms, int nterms, const char *order,
-		       bool bid, long long **ids, double **min_bids, size_t *n, struct err *e)
+		       bool bid, double disk_gb, long long **ids, double **min_bids, size_t *n,
+		       struct err *e)
 {
-	struct vast_query_opts qo = { .order = order, .type = bid ? "bid" : NULL, .limit = 20 };
+	struct vast_query_opts qo = { .order = order, .type = bid ? "bid" : NULL, .limit = 20,
+				      .storage_gb = disk_gb };
 	struct vast_offer *offers = NULL;
 	json_t *q = NULL, *answer = NULL;
 	size_t no = 0;
@@ -151,6 +154,13 @@ static int rent_search(struct vast_client *c, char **terms, int nterms, const ch
 
 	*n = 0;
 	r = vast_query_build((const char *const *)terms, (size_t)nterms, &qo, &q, e);
+	if (!r && !json_object_get(q, "disk_space")) {
+		/* Only machines with room for the disk asked for. */
+		char term[64];
+
+		snprintf(term, sizeof(term), "disk_space>=%g", disk_gb);
+		r = vast_query_parse(term, q, e);
+	}
 	if (!r)
 		r = vast_search_offers(c, q, &answer, e);
 	if (!r)
@@ -287,8 +297,8 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 	}
 	r = vast_client_from_config(&c, cli->cfg, true, &e);
 	if (!r && best) {
-		r = rent_search(c, argv + optind, argc - optind, order, ro.interruptible, &ids,
-				&min_bids, &nids, &e);
+		r = rent_search(c, argv + optind, argc - optind, order, ro.interruptible,
+				ro.disk_gb, &ids, &min_bids, &nids, &e);
 	} else if (!r) {
 		ids = xcalloc(1, sizeof(*ids));
 		ids[0] = (long long)v;

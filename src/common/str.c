@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -206,4 +207,25 @@ int str_to_u64(const char *s, unsigned long long *out)
 	if (errno || *end)
 		return ERR_USAGE;
 	return 0;
+}
+
+bool str_to_double(const char *s, double *out)
+{
+	char *end;
+	double d;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (!*s)
+		return false;
+	errno = 0;
+	d = strtod(s, &end);
+	if (end == s || errno == ERANGE || !isfinite(d))
+		return false;
+	while (isspace((unsigned char)*end))
+		end++;
+	if (*end)
+		return false;
+	*out = d;
+	return true;
 }

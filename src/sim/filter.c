@@ -10,6 +10,7 @@
 #include "common/json_util.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "vast/query.h"
 
 #define N SIM_FT_NUM
 #define S SIM_FT_STR
@@ -146,28 +147,6 @@ const struct sim_field *sim_field_find(const struct sim_field *fields, const cha
 	return NULL;
 }
 
-/* A whole string that is a finite number, surrounding blanks allowed. */
-static bool sim_str_num(const char *s, double *out)
-{
-	char *end;
-	double d;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	if (!*s)
-		return false;
-	errno = 0;
-	d = strtod(s, &end);
-	if (end == s || errno == ERANGE || !isfinite(d))
-		return false;
-	while (isspace((unsigned char)*end))
-		end++;
-	if (*end)
-		return false;
-	*out = d;
-	return true;
-}
-
 bool sim_json_num(const json_t *v, double *out)
 {
 	if (json_is_integer(v)) {
@@ -183,7 +162,7 @@ bool sim_json_num(const json_t *v, double *out)
 		return true;
 	}
 	if (json_is_string(v))
-		return sim_str_num(json_string_value(v), out);
+		return str_to_double(json_string_value(v), out);
 	return false;
 }
 
@@ -216,29 +195,6 @@ static bool sim_json_bool(const json_t *v, bool *out)
 	return false;
 }
 
-/* "535.86.05" -> 535086005; false unless three dot-separated numbers. */
-static bool sim_driver_num(const char *s, double *out)
-{
-	unsigned long long part[3];
-	char *end;
-
-	for (int i = 0; i < 3; i++) {
-		if (!isdigit((unsigned char)*s))
-			return false;
-		errno = 0;
-		part[i] = strtoull(s, &end, 10);
-		if (errno || part[i] > 999999)
-			return false;
-		s = end;
-		if (i < 2 && *s++ != '.')
-			return false;
-	}
-	if (*s)
-		return false;
-	*out = (double)(part[0] * 1000000ULL + part[1] * 1000ULL + part[2]);
-	return true;
-}
-
 /* A stored value as the field's type; anything unreadable is null. */
 static void sim_val_of(enum sim_ftype type, const json_t *v, struct sim_val *out)
 {
@@ -264,6 +220,7 @@ static void sim_val_of(enum sim_ftype type, const json_t *v, struct sim_val *out
 static void sim_field_read(const struct sim_field *f, const json_t *obj, struct sim_val *out)
 {
 	const json_t *v;
+	long long ver;
 	double d;
 
 	switch (f->get) {
@@ -290,8 +247,11 @@ static void sim_field_read(const struct sim_field *f, const json_t *obj, struct 
 		if (!sim_json_num(v, &d)) {
 			memset(out, 0, sizeof(*out));
 			v = json_object_get(obj, "driver_version");
-			if (json_is_string(v) && sim_driver_num(json_string_value(v), &out->num))
+			if (json_is_string(v) &&
+			    !vast_query_version(json_string_value(v), &ver)) {
+				out->num = (double)ver;
 				out->kind = SV_NUM;
+			}
 			return;
 		}
 		break;
@@ -397,6 +357,7 @@ void sim_filter_free(struct sim_filter *f)
 static int sim_qval(struct sim_filter *flt, const struct sim_field *f, const char *op,
 		    const json_t *v, struct sim_val *out, struct err *e)
 {
+	long long ver;
 	char *text;
 
 	memset(out, 0, sizeof(*out));
@@ -405,7 +366,8 @@ static int sim_qval(struct sim_filter *flt, const struct sim_field *f, const cha
 	switch (f->type) {
 	case SIM_FT_NUM:
 		if (f->get == SIM_FG_DRIVER && json_is_string(v) &&
-		    sim_driver_num(json_string_value(v), &out->num)) {
+		    !vast_query_version(json_string_value(v), &ver)) {
+			out->num = (double)ver;
 			out->kind = SV_NUM;
 			return 0;
 		}

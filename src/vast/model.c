@@ -17,29 +17,6 @@
  * reports whether it could be read; callers keep their zero default when not.
  */
 
-/* A numeric string: optional surrounding whitespace, then all of it a finite
- * number. */
-static bool vm_str_num(const char *s, double *out)
-{
-	char *end;
-	double d;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	if (!*s)
-		return false;
-	errno = 0;
-	d = strtod(s, &end);
-	if (end == s || errno == ERANGE || !isfinite(d))
-		return false;
-	while (isspace((unsigned char)*end))
-		end++;
-	if (*end)
-		return false;
-	*out = d;
-	return true;
-}
-
 /* Number or numeric string -> double. */
 static bool vm_num(const json_t *v, double *out)
 {
@@ -52,7 +29,7 @@ static bool vm_num(const json_t *v, double *out)
 		return isfinite(*out);
 	}
 	if (json_is_string(v))
-		return vm_str_num(json_string_value(v), out);
+		return str_to_double(json_string_value(v), out);
 	return false;
 }
 
@@ -76,7 +53,7 @@ static bool vm_int(const json_t *v, long long lo, long long hi, long long *out)
 		while (isspace((unsigned char)*end))
 			end++;
 		if (end == s || *end || errno) {
-			if (!vm_str_num(s, &d) || d < -9.2e18 || d > 9.2e18)
+			if (!str_to_double(s, &d) || d < -9.2e18 || d > 9.2e18)
 				return false;
 			x = (long long)d;
 		}
