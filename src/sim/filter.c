@@ -10,6 +10,7 @@
 #include "common/json_util.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "vast/model.h"
 #include "vast/query.h"
 
 #define N SIM_FT_NUM
@@ -166,35 +167,6 @@ bool sim_json_num(const json_t *v, double *out)
 	return false;
 }
 
-static bool sim_json_bool(const json_t *v, bool *out)
-{
-	const char *s;
-	double d;
-
-	if (json_is_boolean(v)) {
-		*out = json_is_true(v);
-		return true;
-	}
-	if (json_is_string(v)) {
-		s = json_string_value(v);
-		if (!strcasecmp(s, "true")) {
-			*out = true;
-			return true;
-		}
-		if (!strcasecmp(s, "false")) {
-			*out = false;
-			return true;
-		}
-	}
-	if (json_is_number(v) || json_is_string(v)) {
-		if (!sim_json_num(v, &d))
-			return false;
-		*out = d != 0.0;
-		return true;
-	}
-	return false;
-}
-
 /* A stored value as the field's type; anything unreadable is null. */
 static void sim_val_of(enum sim_ftype type, const json_t *v, struct sim_val *out)
 {
@@ -211,7 +183,7 @@ static void sim_val_of(enum sim_ftype type, const json_t *v, struct sim_val *out
 		}
 		break;
 	case SIM_FT_BOOL:
-		if (sim_json_bool(v, &out->b))
+		if (vast_json_bool(v, &out->b))
 			out->kind = SV_BOOL;
 		break;
 	}
@@ -376,7 +348,7 @@ static int sim_qval(struct sim_filter *flt, const struct sim_field *f, const cha
 		out->kind = SV_NUM;
 		return 0;
 	case SIM_FT_BOOL:
-		if (!sim_json_bool(v, &out->b))
+		if (!vast_json_bool(v, &out->b))
 			break;
 		out->kind = SV_BOOL;
 		return 0;

@@ -70,8 +70,7 @@ static bool vm_int(const json_t *v, long long lo, long long hi, long long *out)
 	return true;
 }
 
-/* true/false, a number (non-zero is true) or "true"/"false"/"1"/"0"/"yes"/"no". */
-static bool vm_bool(const json_t *v, bool *out)
+bool vast_json_bool(const json_t *v, bool *out)
 {
 	const char *s;
 	double d;
@@ -124,7 +123,7 @@ static bool get_bool(const json_t *obj, const char *key)
 {
 	bool b = false;
 
-	return vm_bool(json_object_get(obj, key), &b) ? b : false;
+	return vast_json_bool(json_object_get(obj, key), &b) ? b : false;
 }
 
 /* A copy of a string field (cut at an embedded NUL); NULL unless a string. */
@@ -221,7 +220,7 @@ int vast_offer_read(const json_t *obj, struct vast_offer *out, struct err *e)
 	o.external = get_bool(obj, "external");
 	o.verification = get_str_trim(obj, "verification");
 	v = json_object_get(obj, "verified");
-	if (vm_bool(v, &b))
+	if (vast_json_bool(v, &b))
 		o.verified = b;
 	else
 		o.verified = o.verification && !strcmp(o.verification, "verified");

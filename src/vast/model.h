@@ -12,6 +12,10 @@
 
 #include "common/err.h"
 
+/* A lenient boolean: true/false, a number (non-zero is true), or the
+ * strings "true"/"false"/"yes"/"no" or a numeric string. */
+bool vast_json_bool(const json_t *v, bool *out);
+
 /* One rentable offer, as /bundles/ lists it. Strings are owned (NULL when
  * absent); units are the server's. */
 struct vast_offer {
