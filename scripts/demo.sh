@@ -40,8 +40,50 @@ mkdir "$work/plain" && tar -xf "$work/dataset.tar" -C "$work/plain" &&
   (cd "$work/plain" && sha256sum -c --quiet --strict SHA256SUMS) &&
   echo "all $(grep -c . "$work/plain/SHA256SUMS") files match SHA256SUMS" || exit 1
 
+# --- the market, rehearsed against ferry sim ---------------------------------
+step "Start ferry sim, a simulated Vast.ai API (nothing is spent)" \
+  ferry sim --listen 127.0.0.1:0 --api-key demo-key --boot-seconds 2 --seed 4
+"$ferry" sim --listen 127.0.0.1:0 --api-key demo-key --boot-seconds 2 --seed 4 \
+  >"$work/sim.log" 2>&1 &
+sim=$!
+trap 'kill $sim 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q 'listening on' "$work/sim.log" && break; sleep 0.1; done
+url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$work/sim.log" | head -1)
+[ -n "$url" ] || { cat "$work/sim.log"; exit 1; }
+echo "$url"
+export VAST_URL=$url VAST_API_KEY=demo-key
+
+step "Make an SSH key for instances, and look at the account" \
+  "ferry keys init && ferry whoami"
+"$ferry" keys init && "$ferry" whoami || exit 1
+
+step "Rank offers by the cost of the whole job, not \$/hour" \
+  ferry offers --rank --recipe flux-dev-lora --steps 2000 --dataset fixed --top 5
+"$ferry" offers --rank --recipe flux-dev-lora --steps 2000 --dataset "$work/fixed" --top 5 || exit 1
+
+step "Rent the first 24 GB offer that can be had, cheapest first" \
+  ferry rent --best 'gpu_ram>=24' -o dph_total --label demo
+"$ferry" rent --best 'gpu_ram>=24' -o dph_total --label demo || exit 1
+sleep 3
+
+step "List instances" ferry instances
+"$ferry" instances || exit 1
+
+step "Destroy it and confirm it is gone" ferry destroy --label ferry-demo
+"$ferry" destroy --label ferry-demo || exit 1
+
+step "The simulator's ledger: what was rented, billed and destroyed" \
+  "curl -s \$VAST_URL/sim/ledger"
+curl -s "$url/sim/ledger" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for i in d["instances"]:
+    print("instance %s  %-12s %-10s billed %.0f s, $%.4f" % (i["id"], i["label"], i["state"], i["billed_seconds"], i["billed_usd"]))
+print("live instances: %d" % d["live"])' || exit 1
+
 cat <<'MSG'
 
-That is the dataset pipeline. Renting a GPU, training, collecting checkpoints
-and publishing are not built yet: they come with the next parts of ferry.
+That is the dataset pipeline and the market. Running the trainer on the
+instance, collecting checkpoints and publishing are not built yet: they come
+with the next parts of ferry.
 MSG

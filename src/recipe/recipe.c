@@ -1,5 +1,6 @@
 #include "recipe/recipe.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define GB 1000000000ull
@@ -59,13 +60,15 @@ const struct recipe *recipe_all(size_t *n)
 const char *recipe_names(void)
 {
 	static char names[256];
+	size_t used = 0;
 
-	if (!names[0]) {
-		for (size_t i = 0; i < sizeof(recipes) / sizeof(recipes[0]); i++) {
-			if (i)
-				strncat(names, ", ", sizeof(names) - strlen(names) - 1);
-			strncat(names, recipes[i].name, sizeof(names) - strlen(names) - 1);
-		}
+	for (size_t i = 0; !names[0] && i < sizeof(recipes) / sizeof(recipes[0]); i++) {
+		int n = snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+				 recipes[i].name);
+
+		if (n < 0 || (size_t)n >= sizeof(names) - used)
+			break;
+		used += (size_t)n;
 	}
 	return names;
 }
