@@ -247,6 +247,18 @@ int vast_rent(struct vast_client *c, const long long *offers, const double *min_
 	if (r)
 		goto out;
 	res->instance_id = id;
+	{
+		/* The label is what finds this instance again after a crash:
+		 * make sure it carries it. */
+		struct vast_instance in;
+		struct err le = { 0 };
+
+		if (!vast_show_instance(c, id, &in, &le) &&
+		    (!in.label || strcmp(in.label, o->label)) &&
+		    vast_set_label(c, id, o->label, &le))
+			log_warn("setting label %s on instance %lld: %s", o->label, id, le.msg);
+		vast_instance_release(&in);
+	}
 	if (o->pubkey) {
 		struct err ke = { 0 };
 

@@ -110,6 +110,10 @@ t_eq "the excluded machine is gone" "$(pyq "$T_OUT" '[x["offer_id"] for x in d["
 t_fails "a refused key is a credentials error" 3 env VAST_API_KEY=wrong-key-456 "$FERRY" offers
 t_match "said as a bad key" "$(cat "$T_ERR")" "refused the API key"
 t_not_match "the key is not shown" "$(cat "$T_ERR")" "wrong-key-456"
+t_ok "-vvv traces the exchange" "$FERRY" -vvv offers --limit 1
+t_match "request and answer lines" "$(cat "$T_ERR")" "> POST /api/v0/bundles/.*< HTTP/1.1 200"
+t_match "the key as ****" "$(cat "$T_ERR")" "Authorization: \\*\\*\\*\\*"
+t_not_match "never the key" "$(cat "$T_ERR")" "sim-key-123"
 t_ok "search needs no key" env -u VAST_API_KEY "$FERRY" offers --limit 3
 t_fails "an unreachable API" 1 env VAST_URL=http://127.0.0.1:9 "$FERRY" --set vast.tries=2 offers
 t_match "says it cannot reach it, and how often it tried" "$(cat "$T_ERR")" "after 2 tries.*cannot reach"

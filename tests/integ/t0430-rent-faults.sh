@@ -48,5 +48,7 @@ t_eq "flaky: one instance for the label" \
 scenario slowdestroy 'destroy_fail=2' 0
 scenario stuck 'stuck_loading=1' 0
 scenario exited 'instance_exit_after=0' 0
+scenario offline 'instance_offline_after=0' 0
+scenario slow 'slow=0.3' 0
 
 done_testing
