@@ -227,32 +227,37 @@ static void offers_table_row(const struct vast_offer *o, const struct vast_estim
 	putchar('\n');
 }
 
+/* The search answer's bytes, from Vast or from --from FILE. */
 static int offers_fetch(struct cli *cli, struct offers_args *a, const json_t *query,
-			json_t **answer, struct err *e)
+			struct buf *body, struct err *e)
 {
 	struct vast_client *c = NULL;
 	int r;
 
-	if (a->from) {
-		struct buf b = BUF_INIT;
-
-		buf_init(&b);
-		r = fsx_read_file(a->from, &b, (size_t)1 << 30, e);
-		if (!r)
-			r = json_parse(b.data, b.len, a->from, answer, e);
-		buf_release(&b);
-		if (!r && !json_is_array(json_object_get(*answer, "offers"))) {
-			json_decref(*answer);
-			*answer = NULL;
-			r = err_set(e, ERR_FORMAT, "%s: no \"offers\" list", a->from);
-		}
-		return r;
-	}
+	if (a->from)
+		return fsx_read_file(a->from, body, (size_t)1 << 30, e);
 	/* Searching needs no key; a key, when there is one, is sent. */
 	r = vast_client_from_config(&c, cli->cfg, false, e);
 	if (!r)
-		r = vast_search_offers(c, query, answer, e);
+		r = vast_search_offers_raw(c, query, body, e);
 	vast_client_free(c);
+	return r;
+}
+
+/* --json without --rank prints the offers as Vast sent them. */
+static int offers_print_raw(const struct buf *body, const char *what, struct err *e)
+{
+	json_t *answer = NULL, *out;
+	int r = json_parse(body->data, body->len, what, &answer, e);
+
+	if (!r && !json_is_array(json_object_get(answer, "offers")))
+		r = err_set(e, ERR_FORMAT, "%s: no \"offers\" list", what);
+	if (!r) {
+		out = json_pack("{s:O}", "offers", json_object_get(answer, "offers"));
+		json_print(stdout, out, 1);
+		json_decref(out);
+	}
+	json_decref(answer);
 	return r;
 }
 
@@ -264,10 +269,12 @@ int cmd_offers(struct cli *cli, int argc, char **argv)
 	struct vast_estimate *est = NULL;
 	struct strv added = STRV_INIT;
 	size_t n = 0, nest = 0;
-	json_t *query = NULL, *answer = NULL;
+	json_t *query = NULL;
+	struct buf body = BUF_INIT;
 	struct err e = { 0 };
 	int first = 0, status = EXIT_OK, r;
 
+	buf_init(&body);
 	status = offers_parse(argc, argv, &a, &first);
 	if (status != -1) {
 		status = status == -2 ? EXIT_OK : status;
@@ -291,22 +298,22 @@ int cmd_offers(struct cli *cli, int argc, char **argv)
 		json_print(stdout, query, 1);
 		goto out;
 	}
-	r = offers_fetch(cli, &a, query, &answer, &e);
-	if (!r)
-		r = vast_offers_read(answer, &offers, &n, &e);
+	r = offers_fetch(cli, &a, query, &body, &e);
+	if (!r && a.json && !a.rank)
+		r = offers_print_raw(&body, a.from ? a.from : "offers reply", &e);
+	else if (!r)
+		r = vast_offers_read_bytes(body.data, body.len, (int)config_int(cli->cfg, "threads"),
+					   &offers, &n, &e);
 	if (!r && a.rank)
 		r = vast_rank(offers, n, &job, &est, &nest, &e);
 	if (r) {
+		if (a.from)
+			err_prefix(&e, "%s", a.from);
 		status = cli_fail(&e);
 		goto out;
 	}
-	if (a.json && !a.rank) {
-		json_t *out = json_pack("{s:O}", "offers", json_object_get(answer, "offers"));
-
-		json_print(stdout, out, 1);
-		json_decref(out);
+	if (a.json && !a.rank)
 		goto out;
-	}
 	if (a.json) {
 		json_t *list = json_array(), *filters = json_array(), *out;
 
@@ -358,7 +365,7 @@ out:
 	free(est);
 	vast_offers_free(offers, n);
 	json_decref(query);
-	json_decref(answer);
+	buf_release(&body);
 	free(a.exclude);
 	return status;
 }

@@ -172,8 +172,10 @@ static int vast_answer_error(long status, const struct http_response *rs, const 
 	return r;
 }
 
-int vast_call(struct vast_client *c, const char *method, const char *path, const json_t *body,
-	      bool idempotent, json_t **answer, long *status, struct err *e)
+/* vast_call, and with `raw`, a 2xx body is handed over unparsed. */
+static int vast_call_ex(struct vast_client *c, const char *method, const char *path,
+			const json_t *body, bool idempotent, json_t **answer, struct buf *raw,
+			long *status, struct err *e)
 {
 	struct http_retry retry = c->retry;
 	struct http_response rs;
@@ -219,6 +221,12 @@ int vast_call(struct vast_client *c, const char *method, const char *path, const
 	}
 	if (status)
 		*status = rs.status;
+	if (raw && rs.status >= 200 && rs.status <= 299) {
+		buf_release(raw);
+		*raw = rs.body;
+		buf_init(&rs.body);
+		goto out;
+	}
 	if (rs.body.len)
 		doc = json_loadb(rs.body.data, rs.body.len, JSON_REJECT_DUPLICATES, &je);
 	if (rs.status < 200 || rs.status > 299 ||
@@ -255,6 +263,22 @@ out:
 	buf_release(&url);
 	buf_release(&what);
 	buf_release(&shown);
+	return r;
+}
+
+int vast_call(struct vast_client *c, const char *method, const char *path, const json_t *body,
+	      bool idempotent, json_t **answer, long *status, struct err *e)
+{
+	return vast_call_ex(c, method, path, body, idempotent, answer, NULL, status, e);
+}
+
+int vast_search_offers_raw(struct vast_client *c, const json_t *query, struct buf *body,
+			   struct err *e)
+{
+	json_t *answer = NULL;
+	int r = vast_call_ex(c, "POST", "/bundles/", query, true, &answer, body, NULL, e);
+
+	json_decref(answer);
 	return r;
 }
 

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "config/config.h"
 #include "vast/model.h"
@@ -44,6 +45,10 @@ const char *vast_error_code(const json_t *answer);
 
 int vast_search_offers(struct vast_client *c, const json_t *query, json_t **answer,
 		       struct err *e);
+/* The same search, the reply's bytes left unparsed in `body` (for
+ * vast_offers_read_bytes). */
+int vast_search_offers_raw(struct vast_client *c, const json_t *query, struct buf *body,
+			   struct err *e);
 /* PUT /asks/{offer}/ once, never retried after it may have arrived. */
 int vast_create_instance(struct vast_client *c, long long offer_id, const json_t *body,
 			 json_t **answer, long *status, struct err *e);

@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/str.h"
@@ -272,6 +275,265 @@ int vast_offers_read(const json_t *answer, struct vast_offer **out, size_t *n, s
 	*out = arr;
 	*n = nr;
 	return 0;
+}
+
+/* ---- reading an answer from its bytes ---- */
+
+/* The end of the JSON string starting at p ('"'), past its closing quote;
+ * NULL when it does not end before `end`. */
+static const char *vm_skip_string(const char *p, const char *end)
+{
+	for (p++; p < end; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+		else if ((unsigned char)*p < 0x20)
+			return NULL;
+	}
+	return NULL;
+}
+
+static const char *vm_skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* The end of the JSON value starting at p, found by balancing brackets
+ * outside strings (the value itself is checked later, or never when it is
+ * skipped); NULL when it is cut short or obviously broken. */
+static const char *vm_skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+
+	if (p >= end)
+		return NULL;
+	if (*p != '{' && *p != '[' && *p != '"') {
+		while (p < end && !strchr(",}] \t\r\n", *p))
+			p++;
+		return p;
+	}
+	while (p < end) {
+		switch (*p) {
+		case '"':
+			p = vm_skip_string(p, end);
+			if (!p)
+				return NULL;
+			if (!depth)
+				return p;
+			continue;
+		case '{':
+		case '[':
+			if (++depth > 2048) /* jansson's own limit */
+				return NULL;
+			break;
+		case '}':
+		case ']':
+			if (--depth < 0)
+				return NULL;
+			if (!depth)
+				return p + 1;
+			break;
+		default:
+			break;
+		}
+		p++;
+	}
+	return NULL;
+}
+
+/* Whether the JSON string [p, q) (quotes included) is "offers", escapes
+ * decoded. */
+static bool vm_key_is_offers(const char *p, const char *q)
+{
+	json_t *k;
+	bool yes;
+
+	if (!memchr(p, '\\', (size_t)(q - p)))
+		return q - p == 8 && !memcmp(p, "\"offers\"", 8);
+	k = json_loadb(p, (size_t)(q - p), JSON_DECODE_ANY, NULL);
+	yes = json_is_string(k) && !strcmp(json_string_value(k), "offers");
+	json_decref(k);
+	return yes;
+}
+
+struct vm_span {
+	const char *p;
+	size_t len;
+};
+
+struct vm_work {
+	const struct vm_span *spans;
+	struct vast_offer *out;
+	bool *ok;
+	size_t n;
+	size_t next;         /* the next element to take (atomic) */
+	pthread_mutex_t lock;
+	size_t bad;          /* the first malformed element, or SIZE_MAX */
+	char bad_msg[200];
+};
+
+/* Take elements until none is left: parse, read, release the tree. */
+static void *vm_parse_worker(void *arg)
+{
+	struct vm_work *w = arg;
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&w->next, 1, __ATOMIC_RELAXED)) < w->n) {
+		json_error_t je;
+		json_t *v = json_loadb(w->spans[i].p, w->spans[i].len,
+				       JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+		struct err ee;
+
+		if (!v) {
+			pthread_mutex_lock(&w->lock);
+			if (i < w->bad) {
+				w->bad = i;
+				snprintf(w->bad_msg, sizeof(w->bad_msg), "%s", je.text);
+			}
+			pthread_mutex_unlock(&w->lock);
+			continue;
+		}
+		err_clear(&ee);
+		w->ok[i] = !vast_offer_read(v, &w->out[i], &ee);
+		if (!w->ok[i])
+			log_warn("skipping offers[%zu]: %s", i, ee.msg);
+		json_decref(v);
+	}
+	return NULL;
+}
+
+/* Split the answer: the spans of the "offers" array's elements. */
+static int vm_split(const char *data, size_t len, struct vm_span **spans, size_t *n,
+		    struct err *e)
+{
+	const char *p = data, *end = data + len, *q;
+	size_t alloc = 0;
+	bool found = false;
+
+	*spans = NULL;
+	*n = 0;
+	p = vm_skip_ws(p, end);
+	if (p >= end || *p != '{')
+		return err_set(e, ERR_FORMAT, "offers reply: not a JSON object");
+	p = vm_skip_ws(p + 1, end);
+	while (p < end && *p != '}') {
+		bool offers;
+
+		if (*p != '"' || !(q = vm_skip_string(p, end)))
+			goto bad;
+		offers = vm_key_is_offers(p, q);
+		p = vm_skip_ws(q, end);
+		if (p >= end || *p != ':')
+			goto bad;
+		p = vm_skip_ws(p + 1, end);
+		if (offers) {
+			if (found)
+				return err_set(e, ERR_FORMAT, "offers reply: \"offers\" twice");
+			found = true;
+			if (p >= end || *p != '[')
+				return err_set(e, ERR_FORMAT, "offers reply: \"offers\" is not an array");
+			p = vm_skip_ws(p + 1, end);
+			while (p < end && *p != ']') {
+				q = vm_skip_value(p, end);
+				if (!q || q == p)
+					goto bad;
+				ALLOC_GROW(*spans, *n + 1, alloc);
+				(*spans)[*n].p = p;
+				(*spans)[(*n)++].len = (size_t)(q - p);
+				p = vm_skip_ws(q, end);
+				if (p < end && *p == ',')
+					p = vm_skip_ws(p + 1, end);
+				else if (p >= end || *p != ']')
+					goto bad;
+			}
+			if (p >= end)
+				goto bad;
+			p++;
+		} else {
+			q = vm_skip_value(p, end);
+			if (!q || q == p)
+				goto bad;
+			p = q;
+		}
+		p = vm_skip_ws(p, end);
+		if (p < end && *p == ',')
+			p = vm_skip_ws(p + 1, end);
+		else if (p >= end || *p != '}')
+			goto bad;
+	}
+	if (p >= end || vm_skip_ws(p + 1, end) != end)
+		goto bad;
+	if (!found)
+		return err_set(e, ERR_FORMAT, "offers reply: \"offers\" is missing");
+	return 0;
+bad:
+	free(*spans);
+	*spans = NULL;
+	*n = 0;
+	return err_set(e, ERR_FORMAT, "offers reply: malformed or cut short near byte %zu",
+		       (size_t)(p - data));
+}
+
+int vast_offers_read_bytes(const char *data, size_t len, int threads, struct vast_offer **out,
+			   size_t *n, struct err *e)
+{
+	struct vm_work w = { .bad = SIZE_MAX };
+	struct vm_span *spans = NULL;
+	pthread_t tid[8];
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t ns = 0, nr = 0;
+	int r, nt, started = 0;
+
+	*out = NULL;
+	*n = 0;
+	/* Real answers never hold one, and jansson reads one as it pleases. */
+	if (memchr(data, '\0', len))
+		return err_set(e, ERR_FORMAT, "offers reply: holds a NUL byte");
+	r = vm_split(data, len, &spans, &ns, e);
+	if (r || !ns)
+		goto out;
+	nt = threads > 0 ? threads : (cores > 0 ? (int)cores : 1);
+	if (nt > 8)
+		nt = 8;
+	if ((size_t)nt > ns / 256 + 1)
+		nt = (int)(ns / 256 + 1); /* small answers are not worth a thread */
+	w.spans = spans;
+	w.n = ns;
+	w.out = xcalloc(ns, sizeof(*w.out));
+	w.ok = xcalloc(ns, sizeof(*w.ok));
+	pthread_mutex_init(&w.lock, NULL);
+	/* A thread that cannot start only means fewer helpers. */
+	while (started < nt - 1 && !pthread_create(&tid[started], NULL, vm_parse_worker, &w))
+		started++;
+	vm_parse_worker(&w);
+	for (int t = 0; t < started; t++)
+		pthread_join(tid[t], NULL);
+	pthread_mutex_destroy(&w.lock);
+	if (w.bad != SIZE_MAX)
+		r = err_set(e, ERR_FORMAT, "offers reply: offers[%zu] is not valid JSON: %s", w.bad,
+			    w.bad_msg);
+	for (size_t i = 0; i < ns; i++) {
+		if (!w.ok[i])
+			continue;
+		if (r)
+			vast_offer_release(&w.out[i]);
+		else
+			w.out[nr++] = w.out[i];
+	}
+	if (r || !nr) {
+		free(w.out);
+		w.out = NULL;
+		nr = 0;
+	}
+	*out = w.out;
+	*n = nr;
+	free(w.ok);
+out:
+	free(spans);
+	return r;
 }
 
 void vast_offers_free(struct vast_offer *v, size_t n)

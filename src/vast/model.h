@@ -70,6 +70,14 @@ void vast_offer_release(struct vast_offer *o);
  * Elements that cannot be read are skipped with a warning. Fails
  * (ERR_FORMAT) only if "offers" is missing or not an array. */
 int vast_offers_read(const json_t *answer, struct vast_offer **out, size_t *n, struct err *e);
+/* The same from the answer's bytes, without building the whole document:
+ * the "offers" array is split into its elements, which `threads` threads
+ * (0: one per core, at most 8) parse and read one at a time, so memory
+ * stays near the answer's size and a 10,000-offer answer reads in a
+ * fraction of the time. Other top-level members are skipped unparsed. A
+ * malformed element, a truncated answer or a NUL byte is ERR_FORMAT. */
+int vast_offers_read_bytes(const char *data, size_t len, int threads, struct vast_offer **out,
+			   size_t *n, struct err *e);
 void vast_offers_free(struct vast_offer *v, size_t n);
 
 /* One rented instance. actual_status is NULL while being provisioned. */

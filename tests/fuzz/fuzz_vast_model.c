@@ -46,6 +46,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_t *v;
 
 	log_set_level(LOG_ERROR);
+	/* The bytes reader must accept whatever the whole-document reader
+	 * accepts, with the same offers in the same order. */
+	{
+		struct vast_offer *b = NULL;
+		size_t nb = 0;
+		int rb;
+
+		err_clear(&e);
+		rb = vast_offers_read_bytes((const char *)data, size, 2, &b, &nb, &e);
+		json_t *doc = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &je);
+
+		if (rb && (b || nb || !e.msg[0]))
+			abort();
+		/* (A NUL byte is refused on purpose; jansson reads past it.) */
+		if (doc && !memchr(data, 0, size) && !vast_offers_read(doc, &offers, &n, &e)) {
+			if (rb || nb != n)
+				abort();
+			for (size_t i = 0; i < n; i++)
+				if (offers[i].id != b[i].id)
+					abort();
+			vast_offers_free(offers, n);
+			offers = NULL;
+			n = 0;
+		}
+		vast_offers_free(b, nb);
+		json_decref(doc);
+	}
 	v = json_loadb((const char *)data, size, 0, &je);
 	if (!v)
 		return 0;

@@ -309,6 +309,79 @@ static void test_offers_list(void **state)
 	json_decref(a);
 }
 
+/* Read `text` both ways; they must agree offer by offer. Returns the
+ * bytes reader's result. */
+static int read_both(const char *text, int threads, size_t *n_out, struct err *e)
+{
+	struct vast_offer *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0;
+	json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+	int rb = vast_offers_read_bytes(text, strlen(text), threads, &b, &nb, e);
+
+	if (doc && !vast_offers_read(doc, &a, &na, NULL)) {
+		if (rb)
+			fail_msg("bytes reader refused what jansson reads: %s", e->msg);
+		assert_int_equal(na, nb);
+		for (size_t i = 0; i < na; i++) {
+			assert_int_equal(a[i].id, b[i].id);
+			assert_true(!a[i].gpu_name == !b[i].gpu_name);
+			if (a[i].gpu_name)
+				assert_string_equal(a[i].gpu_name, b[i].gpu_name);
+			assert_true(a[i].dph_total == b[i].dph_total);
+		}
+	}
+	vast_offers_free(a, na);
+	vast_offers_free(b, nb);
+	json_decref(doc);
+	*n_out = nb;
+	return rb;
+}
+
+static void test_offers_bytes(void **state)
+{
+	size_t n = 0, len = 5000 * (strlen(offer_sample) + 1) + 100;
+	char *big = malloc(len), *p = big;
+	struct err e;
+
+	/* Many offers, several threads, in order. */
+	assert_non_null(big);
+	p += sprintf(p, "{\"success\": true, \"offers\" : [");
+	for (int i = 0; i < 5000; i++)
+		p += sprintf(p, "%s%s", i ? "," : "", offer_sample);
+	sprintf(p, "], \"tail\": {\"x\": [1, \"]}\"]}}");
+	err_clear(&e);
+	assert_int_equal(read_both(big, 4, &n, &e), 0);
+	assert_int_equal(n, 5000);
+	free(big);
+
+	/* Skipped elements, escaped keys, other members before and after. */
+	assert_int_equal(read_both("{\"a\":\"{[\\\"\",\"off\\u0065rs\":[{\"id\":1},{\"gpu_name\":"
+				   "\"no id\"},null,{\"id\":\"7\",\"dph_total\":\"0.5\"}],\"b\":null}",
+				   1, &n, &e), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(read_both("{\"offers\":[]}", 0, &n, &e), 0);
+	assert_int_equal(n, 0);
+
+	/* Broken or cut-short answers are errors that say so. */
+	static const char *const bad[] = {
+		"", "[]", "{", "{\"offers\":[", "{\"offers\":[{\"id\":1}", "{\"offers\":[{\"id\":1}]",
+		"{\"offers\":[{\"id\":1}]} x", "{\"offers\":[{\"id\":1,}]}",
+		"{\"offers\":[{\"id\":1}{\"id\":2}]}", "{\"offers\":{\"id\":1}}",
+		"{\"success\":true}", "{\"offers\":[],\"offers\":[]}",
+		"{\"offers\":[{\"id\":1,\"id\":2}]}", "{\"offers\":[\"open]}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct vast_offer *v = (void *)1;
+
+		err_clear(&e);
+		if (vast_offers_read_bytes(bad[i], strlen(bad[i]), 2, &v, &n, &e) != ERR_FORMAT)
+			fail_msg("accepted: %s", bad[i]);
+		assert_null(v);
+		assert_int_equal(n, 0);
+		assert_non_null(strstr(e.msg, "offers"));
+	}
+}
+
 static void test_instance_sample(void **state)
 {
 	struct vast_instance in;
@@ -462,6 +535,7 @@ int main(void)
 		cmocka_unit_test(test_offer_quirks),
 		cmocka_unit_test(test_offer_errors),
 		cmocka_unit_test(test_offers_list),
+		cmocka_unit_test(test_offers_bytes),
 		cmocka_unit_test(test_instance_sample),
 		cmocka_unit_test(test_instance_boot),
 		cmocka_unit_test(test_instance_endpoint),
