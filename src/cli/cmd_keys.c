@@ -88,6 +88,9 @@ int cmd_keys(struct cli *cli, int argc, char **argv)
 		fputs(cmd_keys_usage, sub ? stdout : stderr);
 		return sub ? EXIT_OK : EXIT_USAGE;
 	}
+	for (int i = 2; i < argc; i++)
+		if (argv[i][0] == '-' && !(json && i == argc - 1 && !strcmp(sub, "list")))
+			return cli_usage("keys", "%s takes no option '%s'", sub, argv[i]);
 	if (!strcmp(sub, "init")) {
 		const char *path = config_get(cli->cfg, "ssh.key_path");
 
@@ -114,8 +117,10 @@ int cmd_keys(struct cli *cli, int argc, char **argv)
 			r = vast_client_from_config(&c, cli->cfg, true, &e);
 		if (!r)
 			r = vast_ssh_key_register(c, pub, &id, &added, &e);
-		if (!r)
+		if (!r && id)
 			printf("%s (key %lld)\n", added ? "registered" : "already registered", id);
+		else if (!r)
+			printf("%s\n", added ? "registered" : "already registered");
 	} else if (!strcmp(sub, "attach")) {
 		unsigned long long id;
 
@@ -147,7 +152,7 @@ int cmd_whoami(struct cli *cli, int argc, char **argv)
 	struct vast_ssh_key *keys = NULL;
 	size_t n = 0;
 	char *pub = NULL;
-	bool json = false, registered = false;
+	bool json = false, registered = false, keys_failed = false;
 	struct err e = { 0 };
 	int status = EXIT_OK;
 
@@ -164,15 +169,19 @@ int cmd_whoami(struct cli *cli, int argc, char **argv)
 		status = cli_fail(&e);
 		goto out;
 	}
-	if (!keys_pub(cli, NULL, &pub, &(struct err){ 0 }) && !vast_ssh_keys(c, &keys, &n, &e))
+	if (!keys_pub(cli, NULL, &pub, &(struct err){ 0 })) {
+		if (vast_ssh_keys(c, &keys, &n, &e))
+			keys_failed = true;
 		for (size_t i = 0; i < n; i++)
 			registered = registered || vast_ssh_key_same(keys[i].key, pub);
+	}
 	if (json) {
-		json_t *o = json_pack("{s:I, s:s?, s:s?, s:f, s:f, s:b, s:b, s:b, s:b}", "id",
+		json_t *o = json_pack("{s:I, s:s?, s:s?, s:f, s:f, s:b, s:b, s:b, s:o}", "id",
 				      (json_int_t)u.id, "username", u.username, "email", u.email,
 				      "balance", u.balance, "credit", u.credit, "has_billing",
 				      u.has_billing, "can_pay", u.can_pay, "key_valid", 1,
-				      "ssh_key_registered", registered);
+				      "ssh_key_registered",
+				      keys_failed || !pub ? json_null() : json_boolean(registered));
 
 		json_print(stdout, o, 1);
 		json_decref(o);
@@ -185,8 +194,13 @@ int cmd_whoami(struct cli *cli, int argc, char **argv)
 	printf("billing   %s\n", u.has_billing ? (u.can_pay ? "set up" : "set up, cannot pay")
 				      : "none");
 	printf("api key   valid\n");
-	printf("ssh key   %s\n", !pub ? "none (run `ferry keys init`)"
-				   : registered ? "registered" : "not registered (`ferry keys add`)");
+	if (keys_failed)
+		log_fprintf(stdout, "ssh key   unknown (listing the account's keys failed: %s)\n",
+			    e.msg);
+	else
+		printf("ssh key   %s\n", !pub ? "none (run `ferry keys init`)"
+					   : registered ? "registered"
+							: "not registered (`ferry keys add`)");
 out:
 	vast_ssh_keys_free(keys, n);
 	vast_user_release(&u);

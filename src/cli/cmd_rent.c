@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,17 +82,6 @@ static char *rent_default_label(void)
 	return xasprintf("ferry-%s-%04x", ts, rnd & 0xffff);
 }
 
-/* Whether an environment variable's name says it holds a secret. */
-static bool rent_secret_name(const char *name)
-{
-	static const char *const words[] = { "TOKEN", "KEY", "SECRET", "PASS", "AUTH" };
-
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (strcasestr(name, words[i]))
-			return true;
-	return false;
-}
-
 static int rent_add_env(json_t *env, const char *arg)
 {
 	const char *eq = strchr(arg, '=');
@@ -107,10 +97,21 @@ static int rent_add_env(json_t *env, const char *arg)
 	} else if (strlen(name) > 256 || strlen(value) > 256) {
 		status = cli_usage("rent", "--env %s: Vast takes at most 256 characters per name "
 				   "and value", name);
+	} else if (!str_utf8_valid(name, strlen(name)) || !str_utf8_valid(value, strlen(value))) {
+		status = cli_usage("rent", "--env %s: names and values must be UTF-8 text", name);
 	} else {
-		if (rent_secret_name(name))
-			log_register_secret(value);
-		json_object_set_new(env, name, json_string(value));
+		json_t *v = json_string(value);
+		char *quoted = json_dumps(v, JSON_ENCODE_ANY);
+
+		/* Any value may be a credential (a URL with a password, a token
+		 * under an odd name): mask them all, also as JSON spells them. */
+		log_register_secret(value);
+		if (quoted && strlen(quoted) > 2) {
+			quoted[strlen(quoted) - 1] = '\0';
+			log_register_secret(quoted + 1);
+		}
+		free(quoted);
+		json_object_set_new(env, name, v);
 	}
 	free(name);
 	return status;
@@ -182,6 +183,31 @@ static int rent_search(struct vast_client *c, char **terms, int nterms, const ch
 	return r;
 }
 
+/* The minimum bid of one offer, for --interruptible without --bid. */
+static int rent_offer_min_bid(struct vast_client *c, long long id, double **min_bids,
+			      struct err *e)
+{
+	struct vast_offer *offers = NULL;
+	json_t *q = json_pack("{s:{s:I}, s:s}", "id", "eq", (json_int_t)id, "type", "bid"),
+	       *answer = NULL;
+	size_t n = 0;
+	int r = vast_search_offers(c, q, &answer, e);
+
+	if (!r)
+		r = vast_offers_read(answer, &offers, &n, e);
+	if (!r && (!n || offers[0].min_bid <= 0))
+		r = err_set(e, ERR_NOTFOUND, "offer %lld %s; give --bid", id,
+			    n ? "has no minimum bid" : "is not on the market");
+	if (!r) {
+		*min_bids = xcalloc(1, sizeof(**min_bids));
+		(*min_bids)[0] = offers[0].min_bid;
+	}
+	vast_offers_free(offers, n);
+	json_decref(q);
+	json_decref(answer);
+	return r;
+}
+
 int cmd_rent(struct cli *cli, int argc, char **argv)
 {
 	enum { O_BEST = 256, O_IMAGE, O_DISK, O_LABEL, O_ENV, O_ONSTART, O_INTR, O_BID,
@@ -223,16 +249,27 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 		switch (ch) {
 		case O_BEST: best = true; break;
 		case 'o': order = optarg; break;
-		case O_IMAGE: ro.image = optarg; break;
+		case O_IMAGE:
+			if (!str_utf8_valid(optarg, strlen(optarg)) || !*optarg) {
+				status = cli_usage("rent", "--image must be UTF-8 text");
+				goto out;
+			}
+			ro.image = optarg;
+			break;
 		case O_DISK:
 			ro.disk_gb = strtod(optarg, &end);
-			if (*end || ro.disk_gb < 8 || ro.disk_gb > 100000) {
+			if (*end || !isfinite(ro.disk_gb) || ro.disk_gb < 8 || ro.disk_gb > 100000) {
 				status = cli_usage("rent", "--disk wants GB (at least 8), not '%s'",
 						   optarg);
 				goto out;
 			}
 			break;
 		case O_LABEL:
+			if (!str_utf8_valid(optarg, strlen(optarg)) || str_has_ctrl(optarg)) {
+				status = cli_usage("rent", "--label must be UTF-8 text without control "
+						   "characters");
+				goto out;
+			}
 			free(label);
 			label = str_starts_with(optarg, "ferry-") ? xstrdup(optarg)
 								  : xasprintf("ferry-%s", optarg);
@@ -243,9 +280,15 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 				goto out;
 			break;
 		case O_ONSTART:
+			buf_reset(&onstart);
 			r = fsx_read_file(optarg, &onstart, 4096, &e);
 			if (r) {
 				status = cli_fail(&e);
+				goto out;
+			}
+			if (!str_utf8_valid(onstart.data, onstart.len) ||
+			    memchr(onstart.data, '\0', onstart.len)) {
+				status = cli_usage("rent", "--onstart %s must be UTF-8 text", optarg);
 				goto out;
 			}
 			ro.onstart = onstart.data;
@@ -253,7 +296,7 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 		case O_INTR: ro.interruptible = true; break;
 		case O_BID:
 			ro.bid = strtod(optarg, &end);
-			if (*end || ro.bid < 0.001 || ro.bid > 128) {
+			if (*end || !isfinite(ro.bid) || ro.bid < 0.001 || ro.bid > 128) {
 				status = cli_usage("rent", "--bid wants $/h between 0.001 and 128, "
 						   "not '%s'", optarg);
 				goto out;
@@ -303,11 +346,21 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 		ids = xcalloc(1, sizeof(*ids));
 		ids[0] = (long long)v;
 		nids = 1;
+		if (ro.interruptible && ro.bid <= 0)
+			r = rent_offer_min_bid(c, ids[0], &min_bids, &e);
 	}
 	if (!r)
 		r = vast_rent(c, ids, min_bids, nids, &ro, &res, &e);
 	if (r) {
 		status = cli_fail(&e);
+		if (res.instance_id) {
+			/* Rented, then something after failed: it bills. */
+			fprintf(stderr, "ferry: instance %lld (label %s) exists and bills; "
+				"`ferry destroy %lld` ends it\n", res.instance_id, label,
+				res.instance_id);
+			if (json)
+				rent_print(&res, label, true);
+		}
 		goto out;
 	}
 	rent_print(&res, label, json);

@@ -1,6 +1,7 @@
 #include "common/http.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
@@ -91,6 +92,58 @@ static size_t http_on_header(char *p, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* In a JSON text, replace the string values of members whose names say
+ * they hold credentials (…key, …token, secret, password) by ****: a reply
+ * can carry one ferry has not seen before (a new instance's own key). */
+static void http_mask_json_secrets(struct buf *b)
+{
+	static const char *const words[] = { "key", "token", "secret", "password" };
+	struct buf out = BUF_INIT;
+	const char *p = b->data, *end = b->data + b->len;
+
+	buf_init(&out);
+	while (p < end) {
+		const char *name = memchr(p, '"', (size_t)(end - p)), *q, *v;
+		bool secret = false;
+
+		if (!name)
+			break;
+		for (q = name + 1; q < end && *q != '"'; q++)
+			if (*q == '\\' && q + 1 < end)
+				q++;
+		if (q >= end)
+			break;
+		buf_add(&out, p, (size_t)(q + 1 - p));
+		p = q + 1;
+		for (v = p; v < end && (*v == ' ' || *v == ':'); v++)
+			;
+		if (v == p || v >= end || *v != '"' || !memchr(p, ':', (size_t)(v - p)))
+			continue;
+		{
+			char low[64];
+			size_t k = (size_t)(q - name - 1) < sizeof(low) - 1 ? (size_t)(q - name - 1)
+									  : sizeof(low) - 1;
+
+			for (size_t i = 0; i < k; i++)
+				low[i] = (char)tolower((unsigned char)name[1 + i]);
+			low[k] = '\0';
+			for (size_t i = 0; i < sizeof(words) / sizeof(words[0]) && !secret; i++)
+				secret = strstr(low, words[i]) != NULL;
+		}
+		if (!secret)
+			continue;
+		for (q = v + 1; q < end && *q != '"'; q++)
+			if (*q == '\\' && q + 1 < end)
+				q++;
+		buf_add(&out, p, (size_t)(v + 1 - p));
+		buf_puts(&out, "****");
+		p = q < end ? q : end;
+	}
+	buf_add(&out, p, (size_t)(end - p));
+	buf_release(b);
+	*b = out;
+}
+
 /* Trace headers and bodies at LOG_TRACE. The Authorization header's value
  * never reaches the log, whatever it holds; registered secrets are masked
  * by the logger as everywhere. */
@@ -126,10 +179,15 @@ static int http_on_debug(CURL *h, curl_infotype type, char *data, size_t size, v
 		}
 	} else {
 		size_t n = size > HTTP_TRACE_MAX ? HTTP_TRACE_MAX : size;
-		char *raw = xstrndup(data, n);
+		struct buf raw = BUF_INIT;
 
-		str_escape(raw, &b);
-		free(raw);
+		/* Mask secrets before escaping changes how they are spelled. */
+		buf_init(&raw);
+		buf_add(&raw, data, n);
+		log_redact(&raw);
+		http_mask_json_secrets(&raw);
+		str_escape(raw.data, &b);
+		buf_release(&raw);
 		log_trace("%s (%zu bytes)%s %s", dir, size, size > n ? ", start" : "", b.data);
 	}
 	buf_release(&b);

@@ -205,6 +205,8 @@ static int vast_call_ex(struct vast_client *c, const char *method, const char *p
 	else if (strcmp(method, "GET"))
 		payload = xstrdup("{}");
 	retry.idempotent = idempotent;
+	if (!idempotent) /* a create's rate-limit penalty is longer: back off more */
+		retry.base_ms *= 4;
 	http_response_init(&rs);
 	{
 		const struct http_request rq = { .method = method, .url = url.data,
@@ -229,6 +231,8 @@ static int vast_call_ex(struct vast_client *c, const char *method, const char *p
 	}
 	if (rs.body.len)
 		doc = json_loadb(rs.body.data, rs.body.len, JSON_REJECT_DUPLICATES, &je);
+	else if (rs.status >= 200 && rs.status <= 299)
+		doc = json_object(); /* "204 No Content" says success as well */
 	if (rs.status < 200 || rs.status > 299 ||
 	    (json_is_object(doc) && json_is_false(json_object_get(doc, "success")))) {
 		r = vast_answer_error(rs.status, &rs, doc, what.data, e);
@@ -354,6 +358,8 @@ int vast_list_instances(struct vast_client *c, const char *label, struct vast_in
 
 	*out = NULL;
 	*n = 0;
+	if (label && !str_utf8_valid(label, strlen(label)))
+		return err_set(e, ERR_USAGE, "the label must be UTF-8 text");
 	do {
 		struct buf path = BUF_INIT;
 		json_t *a = NULL, *v;
@@ -450,11 +456,14 @@ int vast_destroy_confirm(struct vast_client *c, long long id, struct err *e)
 			err_clear(e);
 			return 0;
 		}
+		if (r == ERR_CONFIG)
+			return r;
 		if (!r)
 			log_info("instance %lld is still there (%s); waiting", id,
 				 in.actual_status ? in.actual_status : "provisioning");
 		vast_instance_release(&in);
-		http_sleep_ms(look < 3 ? 500 : 1500);
+		if (look + 1 < VAST_GONE_LOOKS)
+			http_sleep_ms(look < 3 ? 500 : 1500);
 	}
 	return err_set(e, ERR_FAIL,
 		       "instance %lld is still there after %d looks; it may still be billing: "

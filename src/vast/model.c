@@ -107,11 +107,16 @@ static double get_num(const json_t *obj, const char *key)
 	return vm_num(json_object_get(obj, key), &d) ? d : 0.0;
 }
 
-static long long get_id(const json_t *obj, const char *key)
+long long vast_json_id(const json_t *v)
 {
 	long long x = 0;
 
-	return vm_int(json_object_get(obj, key), 0, LLONG_MAX, &x) ? x : 0;
+	return vm_int(v, 1, LLONG_MAX, &x) ? x : 0;
+}
+
+static long long get_id(const json_t *obj, const char *key)
+{
+	return vast_json_id(json_object_get(obj, key));
 }
 
 /* An int in [lo, hi]; anything else reads as 0. */

@@ -15,6 +15,8 @@
 /* A lenient boolean: true/false, a number (non-zero is true), or the
  * strings "true"/"false"/"yes"/"no" or a numeric string. */
 bool vast_json_bool(const json_t *v, bool *out);
+/* A positive id: an integer or an integer string; 0 for anything else. */
+long long vast_json_id(const json_t *v);
 
 /* One rentable offer, as /bundles/ lists it. Strings are owned (NULL when
  * absent); units are the server's. */

@@ -15,10 +15,19 @@ json_t *vast_rent_body(const struct vast_rent_opts *o, double price)
 			      o->image, "disk", o->disk_gb > 0 ? o->disk_gb : 40.0, "label",
 			      o->label, "runtype", "ssh_direc ssh_proxy", "target_state",
 			      "running");
+	json_t *env = o->env ? json_deep_copy(o->env) : json_object();
 
-	json_object_set_new(b, "env", o->env ? json_deep_copy(o->env) : json_object());
-	if (o->onstart)
-		json_object_set_new(b, "onstart", json_string(o->onstart));
+	/* Strings that are not UTF-8 make json_pack fail: no body, no create. */
+	if (!b || !env) {
+		json_decref(b);
+		json_decref(env);
+		return NULL;
+	}
+	json_object_set_new(b, "env", env);
+	if (o->onstart && json_object_set_new(b, "onstart", json_string(o->onstart))) {
+		json_decref(b);
+		return NULL;
+	}
 	if (o->interruptible)
 		json_object_set_new(b, "price", json_real(price));
 	/* Without it an interruptible create that cannot be scheduled leaves a
@@ -35,28 +44,64 @@ static bool rent_offer_taken(long status, const json_t *answer)
 
 	if (!strcmp(code, "no_such_ask"))
 		return true;
-	if ((status == 404 || status == 410) && !*code)
-		return true;
-	return (strcasestr(msg, "offer") || strcasestr(msg, "ask")) &&
+	return (status == 404 || status == 410) &&
+	       (strcasestr(msg, "offer") || strcasestr(msg, "ask") ||
+		strcasestr(msg, "instance type")) &&
 	       (strcasestr(msg, "unavailable") || strcasestr(msg, "not available") ||
 		strcasestr(msg, "no longer") || strcasestr(msg, "already rented") ||
 		strcasestr(msg, "already been rented"));
 }
 
+/* What one rent remembers across offers. */
+struct rent_state {
+	struct vast_client *c;
+	const struct vast_rent_opts *o;
+	struct vast_rent_result *res;
+	long long *gone;         /* destroyed by this rent: lists may lag behind */
+	size_t ngone, agone;
+	int lookups;
+};
+
+static bool rent_is_gone(const struct rent_state *st, long long id)
+{
+	for (size_t i = 0; i < st->ngone; i++)
+		if (st->gone[i] == id)
+			return true;
+	return false;
+}
+
+/* Live instances with the label, leaving out those this rent destroyed. */
+static int rent_list(struct rent_state *st, struct vast_instance **v, size_t *n, struct err *e)
+{
+	int r = vast_list_instances(st->c, st->o->label, v, n, e);
+
+	for (size_t i = 0; !r && i < *n;) {
+		if (!rent_is_gone(st, (*v)[i].id)) {
+			i++;
+			continue;
+		}
+		vast_instance_release(&(*v)[i]);
+		memmove(&(*v)[i], &(*v)[i + 1], (*n - i - 1) * sizeof(**v));
+		(*n)--;
+	}
+	return r;
+}
+
 /* Look the label up `tries` times, waiting longer each time, until some
  * instance carries it. */
-static int rent_lookup(struct vast_client *c, const struct vast_rent_opts *o, int tries,
-		       struct vast_instance **found, size_t *n, struct err *e)
+static int rent_lookup(struct rent_state *st, int tries, struct vast_instance **found,
+		       size_t *n, struct err *e)
 {
-	long wait = o->lookup_wait_ms > 0 ? o->lookup_wait_ms : 1000;
+	long wait = st->o->lookup_wait_ms > 0 ? st->o->lookup_wait_ms : 1000;
 	int r = 0;
 
 	for (int look = 1; look <= tries; look++) {
-		r = vast_list_instances(c, o->label, found, n, e);
+		r = rent_list(st, found, n, e);
 		if (r || *n)
 			return r;
 		if (look < tries) {
-			log_info("no instance labelled %s yet (look %d of %d)", o->label, look, tries);
+			log_info("no instance labelled %s yet (look %d of %d)", st->o->label, look,
+				 tries);
 			http_sleep_ms(wait);
 			wait = wait * 2 > 4000 ? 4000 : wait * 2;
 		}
@@ -64,26 +109,28 @@ static int rent_lookup(struct vast_client *c, const struct vast_rent_opts *o, in
 	return 0;
 }
 
+static int rent_destroy(struct rent_state *st, long long id, const char *why, struct err *e)
+{
+	struct err de = { 0 };
+
+	log_warn("destroying instance %lld (label %s): %s", id, st->o->label, why);
+	if (vast_destroy_confirm(st->c, id, &de))
+		return err_set(e, de.code, "%s", de.msg);
+	ALLOC_GROW(st->gone, st->ngone + 1, st->agone);
+	st->gone[st->ngone++] = id;
+	st->res->destroyed++;
+	return 0;
+}
+
 /* Destroy every instance in `v` except `keep`, confirming each is gone. */
-static int rent_destroy_all(struct vast_client *c, const struct vast_instance *v, size_t n,
-			    long long keep, struct vast_rent_result *res, struct err *e)
+static int rent_destroy_all(struct rent_state *st, const struct vast_instance *v, size_t n,
+			    long long keep, const char *why, struct err *e)
 {
 	int r = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		struct err de = { 0 };
-
-		if (v[i].id == keep)
-			continue;
-		log_warn("destroying instance %lld (label %s, %s): not the one this rent keeps",
-			 v[i].id, v[i].label ? v[i].label : "",
-			 v[i].actual_status ? v[i].actual_status : "provisioning");
-		if (vast_destroy_confirm(c, v[i].id, &de)) {
-			r = err_set(e, de.code, "%s", de.msg);
-			continue;
-		}
-		res->destroyed++;
-	}
+	for (size_t i = 0; i < n; i++)
+		if (v[i].id != keep && rent_destroy(st, v[i].id, why, e))
+			r = e ? e->code : ERR_FAIL;
 	return r;
 }
 
@@ -99,72 +146,102 @@ static long long rent_newest(const struct vast_instance *v, size_t n)
 }
 
 /* One create on one offer. Returns 0 with *id when an instance is ours;
- * *next when the caller should go on to the next offer. */
-static int rent_try_offer(struct vast_client *c, long long offer, double price,
-			  const struct vast_rent_opts *o, int lookups, long long *id, bool *next,
-			  struct vast_rent_result *res, struct err *e)
+ * on failure *next says whether trying another offer is safe. */
+static int rent_try_offer(struct rent_state *st, long long offer, double price, long long *id,
+			  bool *next, struct err *e)
 {
+	const struct vast_rent_opts *o = st->o;
 	json_t *body = vast_rent_body(o, price), *ans = NULL;
 	struct vast_instance *found = NULL;
 	size_t nfound = 0;
+	struct err le = { 0 };
 	long status = 0;
-	bool taken = false, unclear;
+	long long named;
+	bool taken = false, unclear, no_id;
 	int r, lr;
 
 	*id = 0;
 	*next = false;
+	if (!body)
+		return err_set(e, ERR_USAGE, "the image, label, environment and onstart script "
+			       "must be UTF-8 text");
 	log_info("renting offer %lld as %s", offer, o->label);
-	r = vast_create_instance(c, offer, body, &ans, &status, e);
-	res->creates++;
-	if (!r) {
-		json_t *nc = json_object_get(ans, "new_contract");
-
-		if (json_is_integer(nc) && json_integer_value(nc) > 0) {
-			*id = json_integer_value(nc);
-			goto out;
-		}
+	r = vast_create_instance(st->c, offer, body, &ans, &status, e);
+	st->res->creates++;
+	/* It can start, stop and destroy the instance: a secret. */
+	if (json_is_string(json_object_get(ans, "instance_api_key")))
+		log_register_secret(json_str(ans, "instance_api_key", ""));
+	/* new_contract, whatever the status: some failures name what they left. */
+	named = vast_json_id(json_object_get(ans, "new_contract"));
+	if (!r && named) {
+		*id = named;
+		goto out;
+	}
+	if (r == ERR_CONFIG)
+		goto out; /* the key was refused: nothing was created */
+	no_id = !r;
+	taken = r && status && rent_offer_taken(status, ans);
+	/* A 2xx that was not JSON, a 5xx or no answer at all: it may have worked. */
+	unclear = no_id || status == 0 || status >= 500 || (status >= 200 && status <= 299);
+	if (no_id)
 		log_warn("Vast accepted the create of offer %lld but named no instance; "
 			 "looking for label %s", offer, o->label);
-		unclear = true;
-	} else if (r == ERR_CONFIG) {
-		goto out;
-	} else {
-		taken = status && rent_offer_taken(status, ans);
-		unclear = status == 0 || status >= 500;
+	else
 		log_warn("create of offer %lld failed: %s", offer, e->msg);
+	if (r && named && (lr = rent_destroy(st, named, "the failed create left it", &le))) {
+		r = err_set(e, lr, "the failed create of offer %lld left instance %lld, which "
+			    "could not be destroyed and may bill: %s", offer, named, le.msg);
+		goto out;
 	}
 	/* Whatever the answer said, an instance may exist now. */
-	lr = rent_lookup(c, o, taken ? 1 : (unclear ? lookups : 2), &found, &nfound,
-			 &(struct err){ 0 });
+	lr = rent_lookup(st, taken ? 1 : st->lookups, &found, &nfound, &le);
 	if (lr) {
-		r = err_set(e, lr, "create of offer %lld gave no clear answer and the label %s "
-			    "cannot be looked up; not creating again", offer, o->label);
+		if (!r)
+			r = lr;
+		err_set(e, r, "%s; the label %s could not be looked up after it (%s), so an "
+			"instance may exist and bill: check `ferry instances --label %s`",
+			r == lr ? "the create gave no clear answer" : e->msg, o->label, le.msg,
+			o->label);
 		goto out;
 	}
-	if (!r && nfound) {
-		/* A success without an id: the instance is ours. */
-		*id = rent_newest(found, nfound);
-		log_info("found instance %lld by its label %s", *id, o->label);
-		r = rent_destroy_all(c, found, nfound, *id, res, e);
-		goto out;
-	}
-	if (!r) {
-		r = err_set(e, ERR_FAIL,
-			    "Vast accepted the create of offer %lld but named no instance, and "
-			    "none labelled %s appeared after %d looks; not creating another. "
-			    "Check `ferry instances`", offer, o->label, lookups);
+	if (no_id) {
+		if (nfound) {
+			*id = rent_newest(found, nfound);
+			log_info("found instance %lld by its label %s", *id, o->label);
+			r = rent_destroy_all(st, found, nfound, *id, "a second instance with the label",
+					     e);
+		} else {
+			r = err_set(e, ERR_FAIL,
+				    "Vast accepted the create of offer %lld but named no instance, "
+				    "and none labelled %s appeared after %d looks; ferry does not "
+				    "create another. If one appears, `ferry rent --label %s --adopt` "
+				    "keeps it and `ferry destroy --label %s` removes it",
+				    offer, o->label, st->lookups, o->label, o->label);
+		}
 		goto out;
 	}
 	if (nfound) {
-		log_warn("the failed create of offer %lld left %zu instance(s) behind; "
-			 "destroying", offer, nfound);
-		lr = rent_destroy_all(c, found, nfound, 0, res, e);
+		log_warn("the failed create of offer %lld left %zu instance(s) behind", offer,
+			 nfound);
+		lr = rent_destroy_all(st, found, nfound, 0, "the failed create left it", &le);
 		if (lr) {
-			r = lr;
+			r = err_set(e, lr, "the failed create of offer %lld left an instance that "
+				    "could not be destroyed and may bill: %s", offer, le.msg);
 			goto out;
 		}
 	}
-	*next = taken || unclear;
+	/* One create makes at most one instance: once what it left is gone (or
+	 * someone else took the offer), another offer is safe. An unclear
+	 * answer that left nothing visible is not: the instance may still come. */
+	if (taken || (unclear && (nfound || named))) {
+		*next = true;
+	} else if (unclear) {
+		err_prefix(e, "the create gave no clear answer and no instance labelled %s "
+			   "appeared after %d looks; ferry does not create again, since one may "
+			   "still appear and bill (`ferry instances --label %s` shows it, "
+			   "`ferry destroy --label %s` removes it)", o->label, st->lookups,
+			   o->label, o->label);
+	}
 out:
 	vast_instances_free(found, nfound);
 	json_decref(body);
@@ -172,27 +249,45 @@ out:
 	return r;
 }
 
+/* After a rent that failed having sent creates: anything with the label
+ * now is a leftover of ours. */
+static void rent_sweep(struct rent_state *st)
+{
+	struct vast_instance *v = NULL;
+	size_t n = 0;
+	struct err se = { 0 };
+
+	if (rent_list(st, &v, &n, &se))
+		log_warn("could not look for leftovers labelled %s: %s", st->o->label, se.msg);
+	else if (rent_destroy_all(st, v, n, 0, "left over by this failed rent", &se))
+		log_error("%s", se.msg);
+	vast_instances_free(v, n);
+}
+
 int vast_rent(struct vast_client *c, const long long *offers, const double *min_bids, size_t n,
 	      const struct vast_rent_opts *o, struct vast_rent_result *res, struct err *e)
 {
+	struct rent_state st = { .c = c, .o = o, .res = res };
 	struct vast_instance *live = NULL;
-	size_t nlive = 0;
-	int lookups = o->lookup_tries > 0 ? o->lookup_tries : 4;
+	size_t nlive = 0, tried = 0;
 	size_t max = (size_t)(o->max_offers > 0 ? o->max_offers : 5);
 	long long id = 0;
 	int r;
 
 	memset(res, 0, sizeof(*res));
+	st.lookups = o->lookup_tries > 0 ? o->lookup_tries : 4;
 	if (!o->label || !*o->label || !o->image || !*o->image)
 		return err_set(e, ERR_USAGE, "renting needs a label and an image");
+	if (o->interruptible && o->bid <= 0 && !min_bids)
+		return err_set(e, ERR_USAGE, "an interruptible rent needs a bid: give --bid");
 	r = vast_list_instances(c, o->label, &live, &nlive, e);
 	if (r)
 		goto out;
 	if (nlive && !o->adopt) {
 		r = err_set(e, ERR_EXISTS,
-			    "an instance labelled %s already exists (id %lld); destroy it with "
-			    "`ferry destroy %lld` or choose another label", o->label, live[0].id,
-			    live[0].id);
+			    "an instance labelled %s already exists (id %lld); keep it with "
+			    "--adopt, destroy it with `ferry destroy %lld`, or choose another label",
+			    o->label, live[0].id, live[0].id);
 		goto out;
 	}
 	if (nlive) {
@@ -211,51 +306,54 @@ int vast_rent(struct vast_client *c, const long long *offers, const double *min_
 		if (added)
 			log_info("registered the SSH key on the Vast.ai account");
 	}
-	for (size_t i = 0; !id && i < n && i < max; i++) {
+	for (size_t i = 0; !id && i < n && tried < max; i++) {
 		double price = o->bid > 0 ? o->bid : (min_bids ? min_bids[i] : 0);
 		bool next = false;
 
 		if (o->interruptible && price <= 0) {
-			r = err_set(e, ERR_USAGE, "an interruptible rent needs a bid: give --bid");
-			goto out;
+			log_info("offer %lld has no minimum bid; skipping it", offers[i]);
+			continue;
 		}
-		r = rent_try_offer(c, offers[i], price, o, lookups, &id, &next, res, e);
+		tried++;
+		r = rent_try_offer(&st, offers[i], price, &id, &next, e);
 		if (!r && id) {
 			res->offer_id = offers[i];
 			break;
 		}
 		if (r && !next)
 			goto out;
-		if (i + 1 < n && i + 1 < max)
+		if (i + 1 < n && tried < max)
 			log_info("trying the next offer");
 	}
 	if (!id) {
 		if (!r)
-			r = err_set(e, ERR_FAIL, "no offer to rent");
+			r = err_set(e, ERR_FAIL, "no offer to rent%s",
+				    o->interruptible ? " (none has a minimum bid; give --bid)" : "");
 		else
-			err_prefix(e, "no offer could be rented (%zu tried); last",
-				   n < max ? n : max);
+			err_prefix(e, "no offer could be rented (%zu tried); last", tried);
 		goto out;
 	}
+	/* Known from here on, so that a failure below still names it. */
+	res->instance_id = id;
 	/* A label has one live instance: any other is a stray to destroy. */
 	vast_instances_free(live, nlive);
 	live = NULL;
 	nlive = 0;
-	r = vast_list_instances(c, o->label, &live, &nlive, e);
+	r = rent_list(&st, &live, &nlive, e);
 	if (!r)
-		r = rent_destroy_all(c, live, nlive, id, res, e);
+		r = rent_destroy_all(&st, live, nlive, id, "a second instance with the label", e);
 	if (r)
 		goto out;
-	res->instance_id = id;
 	{
 		/* The label is what finds this instance again after a crash:
 		 * make sure it carries it. */
 		struct vast_instance in;
 		struct err le = { 0 };
 
-		if (!vast_show_instance(c, id, &in, &le) &&
-		    (!in.label || strcmp(in.label, o->label)) &&
-		    vast_set_label(c, id, o->label, &le))
+		if (vast_show_instance(c, id, &in, &le))
+			log_warn("cannot check the label of instance %lld: %s", id, le.msg);
+		else if ((!in.label || strcmp(in.label, o->label)) &&
+			 vast_set_label(c, id, o->label, &le))
 			log_warn("setting label %s on instance %lld: %s", o->label, id, le.msg);
 		vast_instance_release(&in);
 	}
@@ -267,8 +365,9 @@ int vast_rent(struct vast_client *c, const long long *offers, const double *min_
 			log_warn("attaching the SSH key to instance %lld: %s", id, ke.msg);
 	}
 out:
+	if (r && !res->instance_id && res->creates)
+		rent_sweep(&st);
 	vast_instances_free(live, nlive);
-	if (r && id && !res->instance_id)
-		res->instance_id = 0;
+	free(st.gone);
 	return r;
 }

@@ -63,6 +63,12 @@ curl -s -H "Authorization: Bearer sim-key-123" "$SIM_URL/api/v0/instances/$id1/"
 t_eq "env sent as an object" "$(pyq show.json 'dict(d["instances"]["extra_env"]).get("FOO")')" "bar"
 t_eq "ssh asked for direct and proxy" "$(pyq show.json 'd["instances"]["image_runtype"]')" "ssh_direc ssh_proxy"
 
+ssh-keygen -q -t ed25519 -N '' -C other -f other
+t_ok "keys attach another key" "$FERRY" keys attach "$id1" other
+t_eq "ledger: that key is on the instance" \
+	"$(ledger "any('$(cut -d' ' -f2 other.pub)' in k for k in d['instances'][0]['ssh_keys'])")" "True"
+t_fails "keys add takes no --json" 2 "$FERRY" keys add --json
+
 t_fails "the same label is not rented twice" 1 "$FERRY" rent "$(offer 1)" --label job1
 t_match "says it exists" "$(cat "$T_ERR")" "already exists \\(id $id1\\)"
 t_ok "--adopt keeps the one there" "$FERRY" rent "$(offer 1)" --label job1 --adopt --json
@@ -99,6 +105,24 @@ t_match "says why" "$(cat "$T_ERR")" "invalid_price"
 t_eq "nothing live" "$(ledger 'd["live"]')" "0"
 t_eq "nothing left behind" "$(ledger 'len([i for i in d["instances"] if i["label"] == "ferry-lowbid"])')" "0"
 
+# A bid at the offer's floor, looked up for a single offer.
+o4=$(offer 3)
+t_ok "interruptible without --bid bids the minimum" "$FERRY" rent "$o4" --label bid --interruptible --json
+id4=$(pyq "$T_OUT" 'd["instance_id"]')
+curl -s -H "Authorization: Bearer sim-key-123" "$SIM_URL/api/v0/instances/$id4/" >bid.json
+t_eq "it is a bid instance" "$(pyq bid.json 'd["instances"]["is_bid"]')" "True"
+t_ok "destroy it" "$FERRY" destroy "$id4"
+
+# Nothing from --env reaches a trace, whatever its name or spelling.
+t_ok "-vvv rent with odd env values" env DB_URL='postgres://u:hunter2pw@db/x' "$FERRY" -vvv rent "$(offer 4)" --label traced --env DB_URL --env 'ODD=abc\def"ghijk'
+t_match "the trace shows the create body" "$(cat "$T_ERR")" "> body .*\"label\":\"ferry-traced\""
+t_not_match "no env value in it" "$(cat "$T_ERR")" "hunter2pw|abc.{0,3}def.{0,3}ghijk"
+t_not_match "nor the instance's own key" "$(cat "$T_ERR")" "instance_api_key\":\"[0-9a-f]{8}"
+t_ok "destroy --label ferry-traced" "$FERRY" destroy --label ferry-traced
+
+t_fails "a label that is not UTF-8" 2 "$FERRY" rent 1 --label $'x\xff'
+t_fails "instances --label that is not UTF-8" 2 "$FERRY" instances --label $'x\xff'
+t_fails "--disk nan" 2 "$FERRY" rent 1 --disk nan
 t_fails "a bid without --interruptible" 2 "$FERRY" rent 1 --bid 0.5
 t_fails "--env without a value or variable" 2 "$FERRY" rent 1 --env NOT_SET_ANYWHERE_X
 t_fails "destroy without ids" 2 "$FERRY" destroy
