@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/fsx.h"
@@ -241,7 +242,7 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 	bool best = false, json = false, nokey = false;
 	struct err e = { 0 };
 	size_t nids = 0;
-	int ch, status = EXIT_OK, r;
+	int ch, status = EXIT_OK, r, lock_fd = -1;
 	unsigned long long v;
 
 	buf_init(&onstart);
@@ -338,6 +339,25 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 		}
 		ro.pubkey = pub;
 	}
+	{
+		/* Two ferry processes renting one label would each destroy the
+		 * other's instance as a stray: one at a time. */
+		char *name = xstrdup(label), *lock;
+
+		for (char *p = name; *p; p++)
+			if (*p == '/')
+				*p = '_';
+		lock = xasprintf("%s/locks/rent-%s", config_get(cli->cfg, "state_dir"), name);
+		r = fsx_lock(lock, &lock_fd, &e);
+		free(lock);
+		free(name);
+		if (r == ERR_EXISTS)
+			err_set(&e, r, "another ferry is renting label %s right now", label);
+		if (r) {
+			status = cli_fail(&e);
+			goto out;
+		}
+	}
 	r = vast_client_from_config(&c, cli->cfg, true, &e);
 	if (!r && best) {
 		r = rent_search(c, argv + optind, argc - optind, order, ro.interruptible,
@@ -365,6 +385,8 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 	}
 	rent_print(&res, label, json);
 out:
+	if (lock_fd >= 0)
+		close(lock_fd);
 	vast_client_free(c);
 	json_decref(env);
 	buf_release(&onstart);

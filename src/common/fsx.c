@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -308,5 +309,28 @@ int fsx_tree_bytes(const char *path, unsigned long long *bytes, struct err *e)
 	if (nftw(path, fsx_tree_add, 16, FTW_PHYS))
 		return err_sys(e, ERR_IO, "cannot walk %s", path);
 	*bytes = fsx_tree_sum;
+	return 0;
+}
+
+int fsx_lock(const char *path, int *fd, struct err *e)
+{
+	int r = fsx_mkdir_parent(path, 0700, e);
+
+	*fd = -1;
+	if (r)
+		return r;
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (*fd < 0)
+		return err_sys(e, ERR_IO, "cannot open lock %s", path);
+	if (flock(*fd, LOCK_EX | LOCK_NB)) {
+		int saved = errno;
+
+		close(*fd);
+		*fd = -1;
+		errno = saved;
+		if (saved == EWOULDBLOCK)
+			return err_set(e, ERR_EXISTS, "%s is held by another process", path);
+		return err_sys(e, ERR_IO, "cannot lock %s", path);
+	}
 	return 0;
 }

@@ -36,6 +36,10 @@ int fsx_remove_tree(const char *path, struct err *e);
 /* Create the parent directory of `path`. */
 int fsx_mkdir_parent(const char *path, mode_t mode, struct err *e);
 /* Write all of `len` bytes, retrying short writes and EINTR. */
+/* Take an exclusive lock on `path` (created 0600, parents made), without
+ * waiting: ERR_EXISTS when another process holds it. *fd keeps it until
+ * closed. */
+int fsx_lock(const char *path, int *fd, struct err *e);
 /* Bytes in the regular files under `path` (links not followed). */
 int fsx_tree_bytes(const char *path, unsigned long long *bytes, struct err *e);
 int fsx_write_all(int fd, const void *data, size_t len);

@@ -120,6 +120,9 @@ t_not_match "no env value in it" "$(cat "$T_ERR")" "hunter2pw|abc.{0,3}def.{0,3}
 t_not_match "nor the instance's own key" "$(cat "$T_ERR")" "instance_api_key\":\"[0-9a-f]{8}"
 t_ok "destroy --label ferry-traced" "$FERRY" destroy --label ferry-traced
 
+t_fails "one rent per label at a time" 1 flock "$XDG_STATE_HOME/ferry/locks/rent-ferry-busy" "$FERRY" rent "$(offer 4)" --label busy
+t_match "says another ferry is at it" "$(cat "$T_ERR")" "another ferry is renting label ferry-busy"
+t_eq "nothing was created" "$(ledger 'd["creates_per_label"].get("ferry-busy", 0)')" "0"
 t_fails "a label that is not UTF-8" 2 "$FERRY" rent 1 --label $'x\xff'
 t_fails "instances --label that is not UTF-8" 2 "$FERRY" instances --label $'x\xff'
 t_fails "--disk nan" 2 "$FERRY" rent 1 --disk nan
