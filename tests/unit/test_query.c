@@ -13,25 +13,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "vast/query.h"
-
-/* Fail unless `got` equals the JSON text `want`, showing both. */
-static void expect_json(json_t *got, const char *want)
-{
-	json_error_t je;
-	json_t *w = json_loads(want, 0, &je);
-	char *g;
-
-	if (!w)
-		fail_msg("bad expected JSON %s: %s", want, je.text);
-	if (!got || !json_equal(got, w)) {
-		g = got ? json_dumps(got, JSON_SORT_KEYS) : NULL;
-		print_error("got  %s\nwant %s\n", g ? g : "(null)", want);
-		free(g);
-		json_decref(w);
-		fail();
-	}
-	json_decref(w);
-}
+#include "testutil.h"
 
 /* Parse `text` into an empty object and compare. */
 static void expect_parse(const char *text, const char *want)
@@ -42,7 +24,7 @@ static void expect_parse(const char *text, const char *want)
 	err_clear(&e);
 	if (vast_query_parse(text, q, &e))
 		fail_msg("'%s' failed: %s", text, e.msg);
-	expect_json(q, want);
+	tu_expect_json(q, want);
 	json_decref(q);
 }
 
@@ -59,7 +41,7 @@ static void expect_error(const char *text, const char *term, const char *why)
 	assert_int_equal(e.code, ERR_USAGE);
 	if (!strstr(e.msg, term) || !strstr(e.msg, why))
 		fail_msg("'%s': message '%s' lacks '%s' or '%s'", text, e.msg, term, why);
-	expect_json(q, "{\"verified\":{\"eq\":true}}");
+	tu_expect_json(q, "{\"verified\":{\"eq\":true}}");
 	json_decref(q);
 }
 
@@ -72,7 +54,7 @@ static void expect_build(const char *const *terms, size_t n, const struct vast_q
 	err_clear(&e);
 	if (vast_query_build(terms, n, o, &q, &e))
 		fail_msg("build failed: %s", e.msg);
-	expect_json(q, want);
+	tu_expect_json(q, want);
 	json_decref(q);
 }
 
@@ -187,12 +169,12 @@ static void test_wildcards(void **state)
 	/* deletes the whole field, every operator; an alias deletes its target */
 	err_clear(&e);
 	assert_int_equal(vast_query_parse("verified=any", obj, &e), 0);
-	expect_json(obj, "{}");
+	tu_expect_json(obj, "{}");
 	assert_int_equal(vast_query_parse("dph<1 dph=any", obj, &e), 0);
-	expect_json(obj, "{}");
+	tu_expect_json(obj, "{}");
 	/* quoted, it is just a word */
 	assert_int_equal(vast_query_parse("gpu_name=\"any\"", obj, &e), 0);
-	expect_json(obj, "{\"gpu_name\":{\"eq\":\"any\"}}");
+	tu_expect_json(obj, "{\"gpu_name\":{\"eq\":\"any\"}}");
 	json_decref(obj);
 }
 

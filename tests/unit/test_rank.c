@@ -19,6 +19,7 @@
 #include "vast/model.h"
 #include "vast/query.h"
 #include "vast/rank.h"
+#include "testutil.h"
 
 #define GB 1000000000ULL
 
@@ -713,26 +714,6 @@ static void test_rank_10k_fast(void **state)
 	free(o);
 }
 
-/* ---- filters ---- */
-
-static void expect_json(json_t *got, const char *want)
-{
-	json_error_t je;
-	json_t *w = json_loads(want, 0, &je);
-	char *g;
-
-	if (!w)
-		fail_msg("bad expected JSON %s: %s", want, je.text);
-	if (!json_equal(got, w)) {
-		g = json_dumps(got, JSON_SORT_KEYS);
-		print_error("got  %s\nwant %s\n", g, want);
-		free(g);
-		json_decref(w);
-		fail();
-	}
-	json_decref(w);
-}
-
 static bool has_line(const struct strv *sv, const char *part)
 {
 	for (size_t i = 0; i < sv->n; i++)
@@ -758,7 +739,7 @@ static void test_filters_json(void **state)
 	j.n_exclude = 2;
 	err_clear(&e);
 	assert_int_equal(vast_rank_filters(&j, q, &added, &e), 0);
-	expect_json(q, "{\"gpu_ram\":{\"gte\":24000.0},\"cuda_max_good\":{\"gte\":\"12.1\"},"
+	tu_expect_json(q, "{\"gpu_ram\":{\"gte\":24000.0},\"cuda_max_good\":{\"gte\":\"12.1\"},"
 		    "\"driver_version\":{\"gte\":535086005},\"compute_cap\":{\"gte\":\"800\"},"
 		    "\"disk_space\":{\"gte\":\"80\"},\"reliability\":{\"gte\":\"0.95\"},"
 		    "\"inet_down\":{\"gte\":\"100\"},\"machine_id\":{\"notin\":[\"77\",\"88\"]},"
@@ -797,19 +778,19 @@ static void test_filters_user_wins(void **state)
 	before = json_deep_copy(q);
 	assert_int_equal(vast_rank_filters(&j, q, &added, &e), 0);
 	/* the user's gpu_ram, cuda and reliability2 stand; no reliability added */
-	expect_json(json_object_get(q, "gpu_ram"), "{\"gte\":16000.0}");
-	expect_json(json_object_get(q, "cuda_max_good"), "{\"eq\":\"12.4\"}");
-	expect_json(json_object_get(q, "reliability2"), "{\"gte\":\"0.9\"}");
+	tu_expect_json(json_object_get(q, "gpu_ram"), "{\"gte\":16000.0}");
+	tu_expect_json(json_object_get(q, "cuda_max_good"), "{\"eq\":\"12.4\"}");
+	tu_expect_json(json_object_get(q, "reliability2"), "{\"gte\":\"0.9\"}");
 	assert_null(json_object_get(q, "reliability"));
 	/* an upper bound is kept and the floor added beside it */
-	expect_json(json_object_get(q, "inet_down"), "{\"lte\":\"5000\",\"gte\":\"100\"}");
+	tu_expect_json(json_object_get(q, "inet_down"), "{\"lte\":\"5000\",\"gte\":\"100\"}");
 	/* excluded machines join the user's list */
-	expect_json(json_object_get(q, "machine_id"), "{\"notin\":[\"88\",\"5\",\"77\"]}");
+	tu_expect_json(json_object_get(q, "machine_id"), "{\"notin\":[\"88\",\"5\",\"77\"]}");
 	/* the user's larger storage stays; defaults and order untouched */
 	assert_true(json_real_value(json_object_get(q, "allocated_storage")) == 200.0);
-	expect_json(json_object_get(q, "order"), "[[\"score\",\"desc\"]]");
-	expect_json(json_object_get(q, "verified"), "{\"eq\":true}");
-	expect_json(json_object_get(q, "disk_space"), "{\"gte\":\"80\"}");
+	tu_expect_json(json_object_get(q, "order"), "[[\"score\",\"desc\"]]");
+	tu_expect_json(json_object_get(q, "verified"), "{\"eq\":true}");
+	tu_expect_json(json_object_get(q, "disk_space"), "{\"gte\":\"80\"}");
 	assert_true(has_line(&added, "gpu_ram: kept your filter {\"gte\":16000.0}"));
 	assert_true(has_line(&added, "reliability2: kept your filter"));
 	assert_true(has_line(&added, "cuda_max_good: kept your filter"));
@@ -852,7 +833,7 @@ static void test_filters_errors(void **state)
 	/* a job that needs nothing still gets the default floors */
 	memset(&j, 0, sizeof(j));
 	assert_int_equal(vast_rank_filters(&j, q, &added, &e), 0);
-	expect_json(q, "{\"verified\":{\"eq\":true},\"reliability\":{\"gte\":\"0.95\"},"
+	tu_expect_json(q, "{\"verified\":{\"eq\":true},\"reliability\":{\"gte\":\"0.95\"},"
 		    "\"inet_down\":{\"gte\":\"100\"}}");
 	assert_int_equal(added.n, 3);
 	json_decref(before);

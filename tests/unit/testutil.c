@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -520,4 +521,22 @@ char *tu_stderr_end(void)
 	fclose(tu_capture);
 	tu_capture = NULL;
 	return buf_detach(&b, NULL);
+}
+
+void tu_expect_json(json_t *got, const char *want)
+{
+	json_error_t je;
+	json_t *w = json_loads(want, 0, &je);
+	char *g;
+
+	if (!w)
+		fail_msg("bad expected JSON %s: %s", want, je.text);
+	if (!got || !json_equal(got, w)) {
+		g = got ? json_dumps(got, JSON_SORT_KEYS) : NULL;
+		print_error("got  %s\nwant %s\n", g ? g : "(null)", want);
+		free(g);
+		json_decref(w);
+		fail();
+	}
+	json_decref(w);
 }

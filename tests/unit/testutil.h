@@ -74,4 +74,8 @@ char *tu_http_closed_url(void);
 void tu_stderr_begin(void);
 char *tu_stderr_end(void);
 
+struct json_t;
+/* Fail unless `got` (may be NULL) equals the JSON text `want`, showing both. */
+void tu_expect_json(struct json_t *got, const char *want);
+
 #endif
