@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "vast/model.h"
@@ -339,20 +340,20 @@ static int read_both(const char *text, int threads, size_t *n_out, struct err *e
 
 static void test_offers_bytes(void **state)
 {
-	size_t n = 0, len = 5000 * (strlen(offer_sample) + 1) + 100;
-	char *big = malloc(len), *p = big;
+	struct buf big = BUF_INIT;
+	size_t n = 0;
 	struct err e;
 
 	/* Many offers, several threads, in order. */
-	assert_non_null(big);
-	p += sprintf(p, "{\"success\": true, \"offers\" : [");
+	buf_init(&big);
+	buf_puts(&big, "{\"success\": true, \"offers\" : [");
 	for (int i = 0; i < 5000; i++)
-		p += sprintf(p, "%s%s", i ? "," : "", offer_sample);
-	sprintf(p, "], \"tail\": {\"x\": [1, \"]}\"]}}");
+		buf_printf(&big, "%s%s", i ? "," : "", offer_sample);
+	buf_puts(&big, "], \"tail\": {\"x\": [1, \"]}\"]}}");
 	err_clear(&e);
-	assert_int_equal(read_both(big, 4, &n, &e), 0);
+	assert_int_equal(read_both(big.data, 4, &n, &e), 0);
 	assert_int_equal(n, 5000);
-	free(big);
+	buf_release(&big);
 
 	/* Skipped elements, escaped keys, other members before and after. */
 	assert_int_equal(read_both("{\"a\":\"{[\\\"\",\"off\\u0065rs\":[{\"id\":1},{\"gpu_name\":"
