@@ -57,6 +57,8 @@ int cmd_destroy(struct cli *cli, int argc, char **argv);
 int cmd_keys(struct cli *cli, int argc, char **argv);
 int cmd_whoami(struct cli *cli, int argc, char **argv);
 int cmd_sim(struct cli *cli, int argc, char **argv);
+int cmd_remote(struct cli *cli, int argc, char **argv);
+int cmd_ssh(struct cli *cli, int argc, char **argv);
 
 extern const char cmd_config_usage[];
 extern const char cmd_dataset_usage[];
@@ -67,5 +69,7 @@ extern const char cmd_destroy_usage[];
 extern const char cmd_keys_usage[];
 extern const char cmd_whoami_usage[];
 extern const char cmd_sim_usage[];
+extern const char cmd_remote_usage[];
+extern const char cmd_ssh_usage[];
 
 #endif

@@ -80,6 +80,7 @@ const char *err_name(int code)
 	case ERR_EXISTS: return "exists";
 	case ERR_CHANGED: return "changed";
 	case ERR_HTTP: return "http";
+	case ERR_CONN: return "connection";
 	default: return "failed";
 	}
 }

@@ -18,6 +18,7 @@ enum {
 	ERR_EXISTS = -10,
 	ERR_CHANGED = -11, /* a file changed while we used it */
 	ERR_HTTP = -12,
+	ERR_CONN = -13,    /* the connection to a remote host failed (ssh exit 255) */
 };
 
 struct err {

@@ -38,13 +38,14 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 	if (!opts)
 		opts = &defaults;
 	cap = opts->max_output ? opts->max_output : 16u << 20;
-	if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC)) {
+	if ((!opts->use_in_fd && pipe2(pin, O_CLOEXEC)) ||
+	    (!opts->use_out_fd && pipe2(pout, O_CLOEXEC)) || pipe2(perr, O_CLOEXEC)) {
 		r = err_sys(e, ERR_IO, "cannot create pipes for %s", argv[0]);
 		goto out_pipes;
 	}
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
-	posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, opts->use_in_fd ? opts->in_fd : pin[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, opts->use_out_fd ? opts->out_fd : pout[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
 	posix_spawnattr_init(&attr);
 	/* Own process group, so a timeout can kill everything it started. */
@@ -61,13 +62,13 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 			*status = 127;
 		goto out_pipes;
 	}
-	close(pin[0]); pin[0] = -1;
-	close(pout[1]); pout[1] = -1;
+	close_pair((int[2]){ pin[0], pout[1] });
+	pin[0] = pout[1] = -1;
 	close(perr[1]); perr[1] = -1;
-	if (!opts->input || !opts->input_len) {
+	if (pin[1] >= 0 && (!opts->input || !opts->input_len)) {
 		close(pin[1]);
 		pin[1] = -1;
-	} else {
+	} else if (pin[1] >= 0) {
 		fcntl(pin[1], F_SETFL, O_NONBLOCK);
 	}
 	if (opts->timeout_ms > 0)
@@ -91,11 +92,15 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 			}
 			wait_ms = (int)left;
 		}
+		if (opts->tick && (wait_ms < 0 || wait_ms > opts->tick_ms))
+			wait_ms = opts->tick_ms > 0 ? opts->tick_ms : 200;
 		if (poll(pf, (nfds_t)nf, wait_ms) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
+		if (opts->tick)
+			opts->tick(opts->tick_arg);
 		for (int i = 0; i < nf; i++) {
 			if (!pf[i].revents)
 				continue;
@@ -138,6 +143,8 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 			timed_out = true;
 		else if (w == 0)
 			usleep(10000);
+		if (w == 0 && opts->tick)
+			opts->tick(opts->tick_arg);
 	}
 	kill(-pid, SIGKILL);
 	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)

@@ -3,6 +3,7 @@
 #ifndef FERRY_PROC_H
 #define FERRY_PROC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -14,6 +15,14 @@ struct proc_opts {
 	int timeout_ms;         /* <= 0: no limit */
 	size_t max_output;      /* cap per stream; 0: 16 MiB */
 	char *const *envp;      /* NULL: inherit */
+	int in_fd;              /* with use_in_fd: the child's stdin (input is ignored) */
+	bool use_in_fd;
+	int out_fd;             /* with use_out_fd: the child's stdout (`out` stays empty) */
+	bool use_out_fd;
+	/* Called about every tick_ms while the child runs (progress bars). */
+	void (*tick)(void *arg);
+	void *tick_arg;
+	int tick_ms;
 };
 
 /* Runs argv[0] (looked up in PATH). `out` and `errout` may be NULL to discard.

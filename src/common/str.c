@@ -229,3 +229,15 @@ bool str_to_double(const char *s, double *out)
 	*out = d;
 	return true;
 }
+
+void str_shell_quote(const char *s, struct buf *out)
+{
+	buf_putc(out, '\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			buf_puts(out, "'\\''");
+		else
+			buf_putc(out, *s);
+	}
+	buf_putc(out, '\'');
+}

@@ -1041,3 +1041,46 @@ out:
 	free(base);
 	return r;
 }
+
+int ds_archive_check_entries(const char *archive, size_t *files, struct err *e)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ent;
+	int r = 0, ar;
+
+	*files = 0;
+	archive_read_support_format_tar(a);
+	if (archive_read_open_filename(a, archive, 1 << 16) != ARCHIVE_OK) {
+		r = err_set(e, ERR_IO, "%s: %s", archive, archive_error_string(a));
+		goto out;
+	}
+	while (!r && (ar = archive_read_next_header(a, &ent)) == ARCHIVE_OK) {
+		const char *name = archive_entry_pathname_utf8(ent);
+		mode_t type = archive_entry_filetype(ent);
+		char *path = name ? xstrdup(name) : NULL;
+
+		if (path && type == AE_IFDIR && strlen(path) > 1 && path[strlen(path) - 1] == '/')
+			path[strlen(path) - 1] = '\0';
+		if (!path)
+			r = err_set(e, ERR_FORMAT, "%s: an entry's name is not valid UTF-8", archive);
+		else if (str_has_ctrl(path))
+			r = err_set(e, ERR_FORMAT, "%s: an entry's name holds a control character",
+				    archive);
+		else if (archive_entry_hardlink(ent))
+			r = err_set(e, ERR_FORMAT, "%s: %s: hard links are not allowed", archive, path);
+		else if (type != AE_IFREG && type != AE_IFDIR)
+			r = err_set(e, ERR_FORMAT, "%s: %s: is %s; only files are allowed", archive,
+				    path, pk_type_name(type));
+		else if (!fsx_relpath_safe(path))
+			r = err_set(e, ERR_FORMAT, "%s: %s: unsafe path (absolute, '..', '.' or an "
+				    "empty part)", archive, path);
+		else if (type == AE_IFREG)
+			(*files)++;
+		free(path);
+	}
+	if (!r && ar != ARCHIVE_EOF)
+		r = err_set(e, ERR_CORRUPT, "%s: %s", archive, archive_error_string(a));
+out:
+	archive_read_free(a);
+	return r;
+}

@@ -72,4 +72,10 @@ struct ds_unpack_result {
 int ds_unpack(const char *archive, const char *dir, struct ds_unpack_result *res,
 	      struct err *e);
 
+/* Check, without extracting, that every entry of the tar at `archive` is a
+ * regular file or folder with a safe relative path (no absolute path, no
+ * '..', no links, devices or control characters): what a host's plain
+ * `tar -x` may then extract. *files counts the regular files. */
+int ds_archive_check_entries(const char *archive, size_t *files, struct err *e);
+
 #endif

@@ -1,0 +1,885 @@
+#include "remote/job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/fsx.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "common/sha256.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+#include "dataset/pack.h"
+
+extern const unsigned char remote_run_sh[];
+extern const size_t remote_run_sh_len;
+
+int remote_job_check(const char *job, struct err *e)
+{
+	if (!job || !*job)
+		return err_set(e, ERR_USAGE, "a job id is needed (--job ID)");
+	if (strchr(job, '/') || !strcmp(job, ".") || !strcmp(job, "..") || strlen(job) > 200)
+		return err_set(e, ERR_USAGE, "job id '%s' cannot name a folder (no '/', not '.' "
+			       "or '..', at most 200 bytes)", job);
+	return 0;
+}
+
+char *remote_job_root(struct remote *r, const char *job)
+{
+	return fsx_join(remote_target_of(r)->root, job);
+}
+
+void remote_cmdf(struct buf *b, const char *tmpl, ...)
+{
+	va_list ap;
+
+	va_start(ap, tmpl);
+	for (const char *p = tmpl; *p; p++) {
+		if (*p != '%') {
+			buf_putc(b, *p);
+			continue;
+		}
+		p++;
+		if (*p == 'q')
+			str_shell_quote(va_arg(ap, const char *), b);
+		else if (*p == 'd')
+			buf_printf(b, "%d", va_arg(ap, int));
+		else if (!strncmp(p, "lld", 3)) {
+			buf_printf(b, "%lld", va_arg(ap, long long));
+			p += 2;
+		} else
+			buf_putc(b, '%');
+	}
+	va_end(ap);
+}
+
+/* Run a command built by the caller; a non-zero exit is ERR_FAIL with the
+ * first line of its stderr. */
+static int job_run(struct remote *r, const char *cmd, const struct remote_io *io,
+		   struct buf *out, const char *what, struct err *e)
+{
+	struct buf errout = BUF_INIT;
+	int status = 0, rc;
+
+	buf_init(&errout);
+	rc = remote_exec(r, cmd, io, out, &errout, &status, e);
+	if (!rc && status) {
+		char *line = str_trim(errout.data);
+
+		line[strcspn(line, "\n")] = '\0';
+		rc = err_set(e, ERR_FAIL, "%s failed on the target (exit %d)%s%s", what, status,
+			     *line ? ": " : "", line);
+	}
+	buf_release(&errout);
+	return rc;
+}
+
+/* ---- wait ---- */
+
+static int job_tcp_probe(const char *host, int port, int timeout_ms)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
+	char portstr[16];
+	int ok = -1;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (getaddrinfo(host, portstr, &hints, &res))
+		return -1;
+	for (ai = res; ai && ok; ai = ai->ai_next) {
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		struct pollfd pf = { .fd = fd, .events = POLLOUT };
+		int soerr = 0;
+		socklen_t len = sizeof(soerr);
+
+		if (fd < 0)
+			continue;
+		if (!connect(fd, ai->ai_addr, ai->ai_addrlen) ||
+		    (errno == EINPROGRESS && poll(&pf, 1, timeout_ms) == 1 &&
+		     !getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) && !soerr))
+			ok = 0;
+		close(fd);
+	}
+	freeaddrinfo(res);
+	return ok;
+}
+
+static const char job_probe_sh[] =
+	"echo ferry-ready; "
+	"if [ -n \"$1\" ]; then if [ -e \"$1\" ]; then echo trainer=yes; else echo trainer=no; fi; fi; "
+	"command -v tar >/dev/null 2>&1 && echo tar=yes || echo tar=no; "
+	"command -v sha256sum >/dev/null 2>&1 && echo sha256sum=yes || echo sha256sum=no; "
+	"mkdir -p \"$2\" 2>/dev/null; "
+	"df -Pk \"$2\" 2>/dev/null | awk 'NR==2 { print \"disk_free_kb=\" $4 }'; "
+	"if command -v nvidia-smi >/dev/null 2>&1; then "
+	"nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader,nounits "
+	"2>/dev/null | sed 's/^/gpu=/'; fi";
+
+static void job_probe_parse(const char *text, json_t *rep, const struct remote_wait_opts *o)
+{
+	json_t *gpus = json_array(), *problems = json_object_get(rep, "problems");
+	char *copy = xstrdup(text), *save = NULL;
+	long long free_kb = -1;
+
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (str_starts_with(line, "trainer="))
+			json_object_set_new(rep, "trainer", json_boolean(!strcmp(line + 8, "yes")));
+		else if (str_starts_with(line, "tar="))
+			json_object_set_new(rep, "tar", json_boolean(!strcmp(line + 4, "yes")));
+		else if (str_starts_with(line, "sha256sum="))
+			json_object_set_new(rep, "sha256sum", json_boolean(!strcmp(line + 10, "yes")));
+		else if (str_starts_with(line, "disk_free_kb="))
+			free_kb = atoll(line + 13);
+		else if (str_starts_with(line, "gpu=")) {
+			char *f[3] = { NULL, NULL, NULL }, *s2 = NULL, *p = line + 4;
+
+			for (int i = 0; i < 3; i++, p = NULL)
+				f[i] = strtok_r(p, ",", &s2);
+			json_array_append_new(gpus, json_pack("{s:s, s:s, s:f}", "name",
+							      f[0] ? str_trim(f[0]) : "",
+							      "driver", f[1] ? str_trim(f[1]) : "",
+							      "memory_mb", f[2] ? atof(f[2]) : 0.0));
+		}
+	}
+	free(copy);
+	json_object_set_new(rep, "gpus", gpus);
+	json_object_set_new(rep, "disk_free_gb",
+			    free_kb >= 0 ? json_real((double)free_kb / 1e6) : json_null());
+	if (o->trainer && !json_is_true(json_object_get(rep, "trainer")))
+		json_array_append_new(problems, json_sprintf("the trainer %s is not there",
+							     o->trainer));
+	if (!json_is_true(json_object_get(rep, "tar")))
+		json_array_append_new(problems, json_string("tar is missing"));
+	if (!json_is_true(json_object_get(rep, "sha256sum")))
+		json_array_append_new(problems, json_string("sha256sum is missing"));
+	if (o->need_disk_gb > 0 && free_kb >= 0 && (double)free_kb / 1e6 < o->need_disk_gb)
+		json_array_append_new(problems,
+				      json_sprintf("%.1f GB free under the root, %.1f GB needed",
+						   (double)free_kb / 1e6, o->need_disk_gb));
+}
+
+int remote_wait(struct remote *r, const struct remote_wait_opts *o, json_t **report,
+		struct err *e)
+{
+	const struct remote_target *t = remote_target_of(r);
+	int timeout = o->timeout_s > 0 ? o->timeout_s : 600;
+	int auth_left = o->auth_tries > 0 ? o->auth_tries : 6;
+	uint64_t t0 = clock_mono_ms(), deadline = t0 + (uint64_t)timeout * 1000;
+	long wait = 1000;
+	int tries = 0, rc = 0;
+	bool worked = false, reattached = false;
+	struct buf out = BUF_INIT, cmd = BUF_INIT;
+	json_t *rep = json_pack("{s:b, s:[]}", "reachable", 0, "problems");
+
+	*report = rep;
+	buf_init(&out);
+	buf_init(&cmd);
+	remote_cmdf(&cmd, "sh -c %q ferry-probe %q %q", job_probe_sh, o->trainer ? o->trainer : "",
+		    t->root);
+	for (;;) {
+		struct buf errout = BUF_INIT;
+		struct remote_io io = { .timeout_ms = 60000 };
+		int status = 0;
+
+		tries++;
+		buf_init(&errout);
+		buf_reset(&out);
+		if (t->kind == REMOTE_SSH && job_tcp_probe(t->host, t->port, 5000)) {
+			rc = err_set(e, ERR_CONN, "nothing answers on %s:%d yet", t->host, t->port);
+		} else {
+			rc = remote_exec(r, cmd.data, &io, &out, &errout, &status, e);
+			if (!rc && !strstr(out.data, "ferry-ready"))
+				rc = err_set(e, ERR_FAIL, "the target answered, but not as a shell "
+					     "should (exit %d)", status);
+		}
+		if (!rc)
+			worked = true;
+		if (rc == ERR_CONN && strstr(errout.data, "Permission denied")) {
+			/* Keys take a while to reach a new instance; a key that
+			 * worked and stops working was replaced: attach it again. */
+			if (o->reattach && !reattached) {
+				struct err ae = { 0 };
+
+				log_info("the key was refused; attaching it again");
+				reattached = !o->reattach(o->reattach_arg, &ae);
+				if (!reattached)
+					log_warn("attaching the key again: %s", ae.msg);
+			}
+			if (--auth_left <= 0) {
+				err_prefix(e, "the key is refused (%d tries)", tries);
+				buf_release(&errout);
+				goto out;
+			}
+		}
+		buf_release(&errout);
+		if (!rc || (rc != ERR_CONN && rc != ERR_TIMEOUT))
+			break;
+		if (clock_mono_ms() + (uint64_t)wait >= deadline) {
+			err_prefix(e, "not reachable within %d s (%d tries)", timeout, tries);
+			rc = ERR_TIMEOUT;
+			if (e)
+				e->code = ERR_TIMEOUT;
+			goto out;
+		}
+		log_info("%s; trying again in %ld ms", e ? e->msg : "not reachable", wait);
+		err_clear(e);
+		http_sleep_ms(wait);
+		wait = wait * 2 > 15000 ? 15000 : wait * 2;
+	}
+	if (rc)
+		goto out;
+	json_object_set_new(rep, "reachable", json_true());
+	job_probe_parse(out.data, rep, o);
+	if (json_array_size(json_object_get(rep, "problems")))
+		rc = err_set(e, ERR_FAIL, "the target is reachable but not ready: %s",
+			     json_string_value(json_array_get(json_object_get(rep, "problems"), 0)));
+out:
+	json_object_set_new(rep, "tries", json_integer(tries));
+	json_object_set_new(rep, "seconds", json_real((double)(clock_mono_ms() - t0) / 1000.0));
+	json_object_set_new(rep, "ok", json_boolean(!rc));
+	(void)worked;
+	buf_release(&out);
+	buf_release(&cmd);
+	return rc;
+}
+
+/* ---- push ---- */
+
+struct job_progress {
+	int fd;
+	uint64_t base, total;
+	uint64_t t0, last;
+	bool on;
+};
+
+static void job_progress_tick(void *arg)
+{
+	struct job_progress *p = arg;
+	uint64_t now = clock_mono_ms();
+	off_t at;
+	double rate, eta;
+
+	if (!p->on || now - p->last < 250)
+		return;
+	p->last = now;
+	at = lseek(p->fd, 0, SEEK_CUR);
+	if (at < 0)
+		return;
+	rate = (double)((uint64_t)at - p->base) / ((double)(now - p->t0 + 1) / 1000.0);
+	eta = rate > 0 ? (double)(p->total - (uint64_t)at) / rate : 0;
+	fprintf(stderr, "\r%5.1f%%  %8.1f MiB of %.1f MiB  %7.1f MiB/s  ETA %4.0f s ",
+		p->total ? 100.0 * (double)at / (double)p->total : 100.0,
+		(double)at / 1048576.0, (double)p->total / 1048576.0, rate / 1048576.0, eta);
+}
+
+/* The size of a file on the target (0 when absent). */
+static int job_remote_size(struct remote *r, const char *path, uint64_t *size, struct err *e)
+{
+	struct buf cmd = BUF_INIT, out = BUF_INIT;
+	unsigned long long v = 0;
+	int rc;
+
+	buf_init(&cmd);
+	buf_init(&out);
+	remote_cmdf(&cmd, "if [ -f %q ]; then wc -c < %q; else echo 0; fi", path, path);
+	rc = job_run(r, cmd.data, NULL, &out, "looking at the upload", e);
+	if (!rc && str_to_u64(str_trim(out.data), &v))
+		rc = err_set(e, ERR_FORMAT, "the target gave no size for %s", path);
+	*size = v;
+	buf_release(&cmd);
+	buf_release(&out);
+	return rc;
+}
+
+/* The SHA-256 of a file on the target. */
+static int job_remote_sha(struct remote *r, const char *path, char hex[65], struct err *e)
+{
+	struct buf cmd = BUF_INIT, out = BUF_INIT;
+	int rc;
+
+	buf_init(&cmd);
+	buf_init(&out);
+	remote_cmdf(&cmd, "sha256sum < %q", path);
+	rc = job_run(r, cmd.data, NULL, &out, "sha256sum", e);
+	if (!rc && (out.len < 64 || (memcpy(hex, out.data, 64), hex[64] = '\0', !sha256_is_hex(hex))))
+		rc = err_set(e, ERR_FORMAT, "the target's sha256sum printed no hash");
+	buf_release(&cmd);
+	buf_release(&out);
+	return rc;
+}
+
+int remote_push(struct remote *r, const char *job, const char *archive, bool progress,
+		struct remote_push_result *res, struct err *e)
+{
+	char *jr = remote_job_root(r, job), *part = fsx_join(jr, "dataset.tar.part");
+	char *full = fsx_join(jr, "dataset.tar"), hex[65];
+	struct buf cmd = BUF_INIT, out = BUF_INIT;
+	uint64_t have = 0;
+	int rc, fd = -1;
+
+	memset(res, 0, sizeof(*res));
+	buf_init(&cmd);
+	buf_init(&out);
+	rc = remote_job_check(job, e);
+	if (!rc)
+		rc = ds_archive_check_entries(archive, &res->files, e);
+	if (!rc)
+		rc = sha256_file(archive, res->sha256, &res->bytes, e);
+	if (rc)
+		goto out;
+	/* Already there and extracted from this very archive: nothing to do. */
+	remote_cmdf(&cmd, "cat %q/dataset/.ferry-archive-sha256 2>/dev/null || true", jr);
+	rc = job_run(r, cmd.data, NULL, &out, "looking at the dataset", e);
+	if (rc)
+		goto out;
+	if (!strcmp(str_trim(out.data), res->sha256)) {
+		res->already = true;
+		goto out;
+	}
+	buf_reset(&cmd);
+	remote_cmdf(&cmd, "mkdir -p %q", jr);
+	rc = job_run(r, cmd.data, NULL, NULL, "making the job folder", e);
+	for (int attempt = 0; !rc; attempt++) {
+		struct job_progress pg = { .total = res->bytes, .t0 = clock_mono_ms(),
+					   .on = progress && isatty(2) };
+		struct remote_io io = { .use_in_fd = true, .tick = job_progress_tick,
+					.tick_arg = &pg };
+
+		rc = job_remote_size(r, part, &have, e);
+		if (rc)
+			break;
+		if (have > res->bytes) {
+			log_warn("the partial upload is larger than the archive; starting over");
+			have = 0;
+		}
+		if (!attempt)
+			res->resumed_from = have;
+		fd = open(archive, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || lseek(fd, (off_t)have, SEEK_SET) < 0) {
+			rc = err_sys(e, ERR_IO, "%s", archive);
+			break;
+		}
+		io.in_fd = fd;
+		pg.fd = fd;
+		pg.base = have;
+		buf_reset(&cmd);
+		/* Append from where the target is; start over when it held more. */
+		remote_cmdf(&cmd, have ? "cat >> %q" : "cat > %q", part);
+		if (have < res->bytes) {
+			log_info("sending %llu bytes from byte %llu",
+				 (unsigned long long)(res->bytes - have), (unsigned long long)have);
+			rc = job_run(r, cmd.data, &io, NULL, "the upload", e);
+			if (pg.on)
+				fputc('\n', stderr);
+			if (!rc)
+				res->sent += res->bytes - have;
+		}
+		close(fd);
+		fd = -1;
+		if (!rc)
+			rc = job_remote_sha(r, part, hex, e);
+		if (rc)
+			break;
+		if (!strcmp(hex, res->sha256))
+			break;
+		if (attempt >= 1) {
+			rc = err_set(e, ERR_CORRUPT, "the upload arrives damaged: SHA-256 %s on the "
+				     "target, %s here", hex, res->sha256);
+			break;
+		}
+		log_warn("the file on the target does not match (SHA-256 %.12s…, not %.12s…); "
+			 "sending it again", hex, res->sha256);
+		res->resends++;
+		buf_reset(&cmd);
+		remote_cmdf(&cmd, "rm -f %q", part);
+		rc = job_run(r, cmd.data, NULL, NULL, "removing the damaged upload", e);
+	}
+	if (rc)
+		goto out;
+	/* Extract next to the old copy, verify every file, then swap. */
+	buf_reset(&cmd);
+	remote_cmdf(&cmd,
+		    "set -e; cd %q; mv -f dataset.tar.part dataset.tar; rm -rf dataset.tmp; "
+		    "mkdir dataset.tmp; tar -xf dataset.tar -C dataset.tmp --no-same-owner "
+		    "--no-same-permissions; cd dataset.tmp; sha256sum -c --quiet --strict SHA256SUMS; "
+		    "printf '%%s\\n' %q > .ferry-archive-sha256; cd ..; rm -rf dataset; "
+		    "mv dataset.tmp dataset", jr, res->sha256);
+	rc = job_run(r, cmd.data, NULL, NULL, "extracting and verifying the dataset", e);
+out:
+	if (fd >= 0)
+		close(fd);
+	(void)full;
+	free(full);
+	free(part);
+	free(jr);
+	buf_release(&cmd);
+	buf_release(&out);
+	return rc;
+}
+
+/* ---- launch ---- */
+
+/* Turn KEY=VALUE lines into NAME='value' lines a POSIX shell can source. */
+static int job_env_file(const char *path, struct buf *out, struct err *e)
+{
+	struct buf in = BUF_INIT;
+	char *save = NULL;
+	int rc, lineno = 0;
+
+	buf_init(&in);
+	rc = fsx_read_file(path, &in, 1 << 20, e);
+	for (char *line = rc ? NULL : strtok_r(in.data, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		char *eq, *name = line;
+
+		lineno++;
+		line[strcspn(line, "\r")] = '\0';
+		name += strspn(name, " \t");
+		if (!*name || *name == '#')
+			continue;
+		if (str_starts_with(name, "export "))
+			name += 7;
+		eq = strchr(name, '=');
+		if (!eq || eq == name) {
+			rc = err_set(e, ERR_USAGE, "%s:%d: not NAME=VALUE", path, lineno);
+			break;
+		}
+		*eq = '\0';
+		for (char *p = name; *p; p++)
+			if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_' ||
+			      (p > name && *p >= '0' && *p <= '9'))) {
+				rc = err_set(e, ERR_USAGE, "%s:%d: '%s' is not a variable name", path,
+					     lineno, name);
+				goto out;
+			}
+		log_register_secret(eq + 1);
+		buf_printf(out, "%s=", name);
+		str_shell_quote(eq + 1, out);
+		buf_puts(out, "\nexport ");
+		buf_puts(out, name);
+		buf_putc(out, '\n');
+	}
+out:
+	explicit_bzero(in.data, in.len);
+	buf_release(&in);
+	return rc;
+}
+
+/* Write `data` to `path` on the target atomically with `mode`. */
+static int job_put(struct remote *r, const char *path, const void *data, size_t len,
+		   const char *mode, struct err *e)
+{
+	struct buf cmd = BUF_INIT;
+	struct remote_io io = { .input = data, .input_len = len };
+	int rc;
+
+	buf_init(&cmd);
+	remote_cmdf(&cmd, "umask 077 && cat > %q.tmp && chmod %q %q.tmp && mv -f %q.tmp %q", path,
+		    mode, path, path, path);
+	if (!len) /* cat > file with an empty stdin */
+		io.input = NULL;
+	rc = job_run(r, cmd.data, &io, NULL, "writing a file", e);
+	if (rc)
+		err_prefix(e, "%s", path);
+	buf_release(&cmd);
+	return rc;
+}
+
+int remote_launch(struct remote *r, const char *job, const struct remote_launch_opts *o,
+		  bool *started, struct err *e)
+{
+	char *jr = remote_job_root(r, job), *path = NULL;
+	struct buf cmd = BUF_INIT, out = BUF_INIT, env = BUF_INIT;
+	int rc;
+
+	*started = false;
+	buf_init(&cmd);
+	buf_init(&out);
+	buf_init(&env);
+	rc = remote_job_check(job, e);
+	if (!rc && (!o->argv || !o->argv[0]))
+		rc = err_set(e, ERR_USAGE, "no trainer command to run (-- TRAINER ARGS...)");
+	if (rc)
+		goto out;
+	/* Nothing is started twice. */
+	remote_cmdf(&cmd, "mkdir -p %q/state && cd %q && if [ -f state/pid ] && [ ! -f state/exit ] "
+		    "&& kill -0 \"$(cat state/pid)\" 2>/dev/null; then echo running; fi", jr, jr);
+	rc = job_run(r, cmd.data, NULL, &out, "looking at the job", e);
+	if (rc)
+		goto out;
+	if (strstr(out.data, "running")) {
+		log_info("job %s is already running; nothing started", job);
+		goto out;
+	}
+	if (o->config) {
+		struct buf cfg = BUF_INIT;
+
+		buf_init(&cfg);
+		rc = fsx_read_file(o->config, &cfg, 16 << 20, e);
+		path = fsx_join(jr, "config.json");
+		if (!rc)
+			rc = job_put(r, path, cfg.data, cfg.len, "644", e);
+		buf_release(&cfg);
+		free(path);
+		if (rc)
+			goto out;
+	}
+	if (o->env_file) {
+		rc = job_env_file(o->env_file, &env, e);
+		path = fsx_join(jr, "env");
+		if (!rc)
+			rc = job_put(r, path, env.data, env.len, "600", e);
+		free(path);
+		if (rc)
+			goto out;
+	}
+	path = fsx_join(jr, "run.sh");
+	rc = job_put(r, path, remote_run_sh, remote_run_sh_len, "755", e);
+	free(path);
+	if (rc)
+		goto out;
+	buf_reset(&cmd);
+	/* setsid and every stream redirected: closing SSH never stops it. */
+	remote_cmdf(&cmd, "cd %q || exit 1; rm -f state/exit state/pid; setsid sh ./run.sh -i %d %q --", jr,
+		    o->heartbeat_s > 0 ? o->heartbeat_s : 10, jr);
+	for (const char *const *a = o->argv; *a; a++)
+		remote_cmdf(&cmd, " %q", *a);
+	remote_cmdf(&cmd, " </dev/null >/dev/null 2>&1 & "
+		    "i=0; while [ ! -f state/pid ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; "
+		    "[ -f state/pid ] || { echo 'the supervisor did not start' >&2; exit 1; }");
+	rc = job_run(r, cmd.data, NULL, NULL, "starting the trainer", e);
+	if (!rc)
+		*started = true;
+out:
+	explicit_bzero(env.data, env.len);
+	buf_release(&env);
+	buf_release(&cmd);
+	buf_release(&out);
+	free(jr);
+	return rc;
+}
+
+/* ---- status ---- */
+
+static const char job_status_sh[] =
+	"cd \"$1\" 2>/dev/null || { echo state=absent; exit 0; }; "
+	"echo now=$(date +%s); "
+	"[ -f state/pid ] && echo pid=$(cat state/pid); "
+	"[ -f state/exit ] && echo exit=$(cat state/exit); "
+	"[ -f state/heartbeat ] && echo heartbeat=$(cat state/heartbeat); "
+	"[ -f state/pid ] && kill -0 \"$(cat state/pid)\" 2>/dev/null && echo alive=1; "
+	"[ -f train.log ] && echo log=$(wc -c < train.log); "
+	"df -Pk . 2>/dev/null | awk 'NR==2 { print \"disk=\" $4 }'; "
+	"command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi "
+	"--query-gpu=utilization.gpu,memory.used,memory.total,temperature.gpu "
+	"--format=csv,noheader,nounits 2>/dev/null | head -1 | sed 's/^/gpu=/'; true";
+
+int remote_status(struct remote *r, const char *job, struct remote_status *st, struct err *e)
+{
+	char *jr = remote_job_root(r, job), *copy, *save = NULL;
+	struct buf cmd = BUF_INIT, out = BUF_INIT;
+	bool alive = false, has_pid = false, has_exit = false;
+	long long hb = -1;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	st->heartbeat_age_s = -1;
+	st->disk_free_kb = -1;
+	buf_init(&cmd);
+	buf_init(&out);
+	rc = remote_job_check(job, e);
+	if (!rc) {
+		remote_cmdf(&cmd, "sh -c %q ferry-status %q", job_status_sh, jr);
+		rc = job_run(r, cmd.data, NULL, &out, "the status probe", e);
+	}
+	if (rc)
+		goto out;
+	copy = out.data;
+	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		if (!strcmp(l, "state=absent"))
+			st->state = "absent";
+		else if (str_starts_with(l, "now="))
+			st->now = atoll(l + 4);
+		else if (str_starts_with(l, "pid=")) {
+			st->pid = atoll(l + 4);
+			has_pid = true;
+		} else if (str_starts_with(l, "exit=")) {
+			st->exit_code = atoi(l + 5);
+			has_exit = true;
+		} else if (str_starts_with(l, "heartbeat="))
+			hb = atoll(l + 10);
+		else if (!strcmp(l, "alive=1"))
+			alive = true;
+		else if (str_starts_with(l, "log="))
+			st->log_bytes = atoll(l + 4);
+		else if (str_starts_with(l, "disk="))
+			st->disk_free_kb = atoll(l + 5);
+		else if (str_starts_with(l, "gpu="))
+			snprintf(st->gpu, sizeof(st->gpu), "%s", l + 4);
+	}
+	if (!st->state)
+		st->state = has_exit ? "exited" : alive ? "running" : has_pid ? "vanished"
+									: "never-started";
+	if (hb >= 0 && st->now)
+		st->heartbeat_age_s = st->now - hb;
+out:
+	buf_release(&cmd);
+	buf_release(&out);
+	free(jr);
+	return rc;
+}
+
+json_t *remote_status_json(const struct remote_status *st)
+{
+	json_t *o = json_pack("{s:s, s:I, s:I, s:I}", "state", st->state, "pid",
+			      (json_int_t)st->pid, "log_bytes", (json_int_t)st->log_bytes, "now",
+			      (json_int_t)st->now);
+
+	json_object_set_new(o, "exit_code",
+			    !strcmp(st->state, "exited") ? json_integer(st->exit_code) : json_null());
+	json_object_set_new(o, "heartbeat_age_s", st->heartbeat_age_s >= 0
+				  ? json_integer(st->heartbeat_age_s) : json_null());
+	json_object_set_new(o, "disk_free_gb", st->disk_free_kb >= 0
+			    ? json_real((double)st->disk_free_kb / 1e6) : json_null());
+	json_object_set_new(o, "gpu", st->gpu[0] ? json_string(st->gpu) : json_null());
+	return o;
+}
+
+/* ---- logs ---- */
+
+int remote_log_fetch(struct remote *r, const char *job, uint64_t offset, size_t max,
+		     struct buf *out, bool *done, uint64_t *size, struct err *e)
+{
+	const char *sz;
+	char *jr = remote_job_root(r, job);
+	struct buf cmd = BUF_INIT, errout = BUF_INIT;
+	int rc, status = 0;
+
+	*done = false;
+	buf_init(&cmd);
+	buf_init(&errout);
+	/* The exit mark is looked at first: bytes after it are then all there is. */
+	remote_cmdf(&cmd, "cd %q 2>/dev/null || exit 3; [ -f state/exit ] && echo ferry-exited >&2; "
+		    "[ -f train.log ] && echo ferry-size=$(wc -c < train.log) >&2 && "
+		    "tail -c +%lld train.log | head -c %lld; true", jr,
+		    (long long)offset + 1, (long long)max);
+	rc = remote_exec(r, cmd.data, &(struct remote_io){ .timeout_ms = 120000 }, out, &errout,
+			 &status, e);
+	if (!rc && status == 3)
+		rc = err_set(e, ERR_NOTFOUND, "job %s has no folder on the target", job);
+	else if (!rc && status)
+		rc = err_set(e, ERR_FAIL, "fetching the log failed (exit %d)", status);
+	if (!rc) {
+		*done = strstr(errout.data, "ferry-exited") != NULL;
+		sz = strstr(errout.data, "ferry-size=");
+		*size = sz ? strtoull(sz + 11, NULL, 10) : 0;
+	}
+	buf_release(&cmd);
+	buf_release(&errout);
+	free(jr);
+	return rc;
+}
+
+/* ---- pull ---- */
+
+struct job_file {
+	char *path;               /* under output/ */
+	unsigned long long size;
+	char mtime[32];
+	bool stable;
+};
+
+static void job_files_free(struct job_file *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].path);
+	free(v);
+}
+
+/* Parse "size\tmtime\tpath" lines up to a line "--". */
+static char *job_parse_listing(char *p, struct job_file **v, size_t *n)
+{
+	size_t alloc = 0;
+
+	while (p && *p) {
+		char *nl = strchr(p, '\n'), *t1, *t2;
+
+		if (nl)
+			*nl = '\0';
+		if (!strcmp(p, "--"))
+			return nl ? nl + 1 : NULL;
+		t1 = strchr(p, '\t');
+		t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
+		if (t2) {
+			ALLOC_GROW(*v, *n + 1, alloc);
+			(*v)[*n].size = strtoull(p, NULL, 10);
+			snprintf((*v)[*n].mtime, sizeof((*v)[*n].mtime), "%.*s", (int)(t2 - t1 - 1),
+				 t1 + 1);
+			(*v)[*n].path = xstrdup(t2 + 1);
+			(*v)[*n].stable = false;
+			(*n)++;
+		}
+		p = nl ? nl + 1 : NULL;
+	}
+	return p;
+}
+
+static bool job_wanted(const char *path, const char *const *patterns)
+{
+	if (!patterns || !*patterns)
+		return true;
+	for (; *patterns; patterns++)
+		if (!fnmatch(*patterns, path, 0) || !fnmatch(*patterns, path, FNM_PATHNAME))
+			return true;
+	return false;
+}
+
+/* Fetch one file into `dst`, resuming `dst`.part, verified against the
+ * target's SHA-256. */
+static int job_fetch(struct remote *r, const char *jr, const struct job_file *f,
+		     const char *dst, uint64_t *bytes, struct err *e)
+{
+	char *part = xasprintf("%s.part", dst), *src = xasprintf("%s/output/%s", jr, f->path);
+	char remote_hex[65], local_hex[65];
+	struct buf cmd = BUF_INIT;
+	struct stat st;
+	int rc = 0, fd = -1;
+
+	buf_init(&cmd);
+	rc = fsx_mkdir_parent(dst, 0755, e);
+	for (int attempt = 0; !rc && attempt < 2; attempt++) {
+		unsigned long long have = 0;
+		uint64_t size = 0;
+
+		if (!stat(part, &st) && (unsigned long long)st.st_size <= f->size)
+			have = (unsigned long long)st.st_size;
+		fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (have ? 0 : O_TRUNC), 0644);
+		if (fd < 0) {
+			rc = err_sys(e, ERR_IO, "%s", part);
+			break;
+		}
+		buf_reset(&cmd);
+		remote_cmdf(&cmd, "tail -c +%lld %q | head -c %lld", (long long)have + 1, src,
+			    (long long)(f->size - have));
+		rc = job_run(r, cmd.data, &(struct remote_io){ .use_out_fd = true, .out_fd = fd },
+			     NULL, "fetching a file", e);
+		close(fd);
+		fd = -1;
+		if (!rc)
+			rc = job_remote_sha(r, src, remote_hex, e);
+		if (!rc)
+			rc = sha256_file(part, local_hex, &size, e);
+		if (rc)
+			break;
+		if (!strcmp(remote_hex, local_hex)) {
+			if (rename(part, dst))
+				rc = err_sys(e, ERR_IO, "%s", dst);
+			*bytes += f->size - have;
+			break;
+		}
+		log_warn("%s arrived damaged; fetching it again", f->path);
+		unlink(part);
+		if (attempt)
+			rc = err_set(e, ERR_CORRUPT, "%s: SHA-256 differs from the target's twice",
+				     f->path);
+	}
+	buf_release(&cmd);
+	free(part);
+	free(src);
+	return rc;
+}
+
+int remote_pull(struct remote *r, const char *job, const struct remote_pull_opts *o,
+		struct remote_pull_result *res, struct err *e)
+{
+	char *jr = remote_job_root(r, job), *p;
+	struct buf cmd = BUF_INIT, out = BUF_INIT;
+	struct job_file *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0;
+	bool exited;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	buf_init(&cmd);
+	buf_init(&out);
+	rc = remote_job_check(job, e);
+	if (rc)
+		goto out;
+	/* Two looks a few seconds apart: a file whose size and time did not
+	 * move is complete; once the trainer has exited, all are. */
+	remote_cmdf(&cmd, "cd %q 2>/dev/null || exit 3; [ -d output ] || { echo --; echo --; exit 0; }; "
+		    "find output -type f ! -name '*.tmp' -printf '%%s\\t%%T@\\t%%P\\n'; echo --; "
+		    "sleep %d; find output -type f ! -name '*.tmp' -printf '%%s\\t%%T@\\t%%P\\n'; echo --; "
+		    "[ -f state/exit ] && echo exited; true", jr, o->settle_s > 0 ? o->settle_s : 2);
+	rc = job_run(r, cmd.data, NULL, &out, "listing the outputs", e);
+	if (rc)
+		goto out;
+	p = job_parse_listing(out.data, &a, &na);
+	p = job_parse_listing(p, &b, &nb);
+	exited = p && strstr(p, "exited");
+	for (size_t i = 0; i < nb; i++) {
+		for (size_t j = 0; j < na; j++)
+			if (!strcmp(a[j].path, b[i].path) && a[j].size == b[i].size &&
+			    !strcmp(a[j].mtime, b[i].mtime))
+				b[i].stable = true;
+		if (exited)
+			b[i].stable = true;
+	}
+	for (size_t i = 0; !rc && i < nb; i++) {
+		char *dst, *mark;
+		struct buf seen = BUF_INIT;
+
+		if (!job_wanted(b[i].path, o->patterns) || !fsx_relpath_safe(b[i].path))
+			continue;
+		if (!b[i].stable) {
+			res->incomplete++;
+			continue;
+		}
+		dst = fsx_join(o->dir, b[i].path);
+		mark = xasprintf("%s/.ferry-pulled/%s", o->dir, b[i].path);
+		/* Fetched before with this size and time: skip. */
+		buf_init(&seen);
+		if (!fsx_read_file(mark, &seen, 256, NULL) && !access(dst, F_OK)) {
+			char want[80];
+
+			snprintf(want, sizeof(want), "%llu %s", b[i].size, b[i].mtime);
+			if (!strcmp(str_trim(seen.data), want)) {
+				res->skipped++;
+				goto next;
+			}
+		}
+		rc = job_fetch(r, jr, &b[i], dst, &res->bytes, e);
+		if (!rc) {
+			char line[80];
+			int n = snprintf(line, sizeof(line), "%llu %s\n", b[i].size, b[i].mtime);
+
+			rc = fsx_mkdir_parent(mark, 0755, e);
+			if (!rc)
+				rc = fsx_write_atomic(mark, line, (size_t)n, 0644, e);
+			res->fetched++;
+			log_info("pulled %s (%llu bytes)", b[i].path, b[i].size);
+		}
+next:
+		buf_release(&seen);
+		free(dst);
+		free(mark);
+	}
+out:
+	job_files_free(a, na);
+	job_files_free(b, nb);
+	buf_release(&cmd);
+	buf_release(&out);
+	free(jr);
+	return rc;
+}

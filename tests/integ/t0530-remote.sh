@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# ferry remote (exec, wait, push, launch, status, logs, pull) against a real
+# sshd on 127.0.0.1 and against the local transport: hostile names execute
+# nothing, uploads resume and catch damage, training survives dropped
+# connections, SIGKILL reads 137, logs and outputs are fetched once each.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/sshd.sh"
+require_cmd python3 tar sha256sum setsid
+
+cd "$tmpdir" || exit 1
+bash "$GEN_DATASET" valid ds 12 512x512 >/dev/null || skip_all "gen_dataset failed"
+"$FERRY" --set dataset.resolution=512 dataset pack ds -o ds.tar >/dev/null || skip_all "pack failed"
+size=$(stat -c %s ds.tar)
+sha=$(sha256sum ds.tar | cut -d' ' -f1)
+
+pyq() {
+	python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+# A trainer: writes output/m/ck_N.bin in pieces (so a puller can catch one
+# growing), prints a \r-redrawn bar on stderr, then exits with $1.
+cat >trainer.sh <<'SH'
+mkdir -p output/m
+n=${STEPS:-4}
+i=1
+while [ $i -le $n ]; do
+	printf '\rjob: step %d/%d' $i $n >&2
+	head -c 20000 /dev/zero >output/m/ck_$i.bin
+	sleep 0.3
+	head -c 20000 /dev/zero >>output/m/ck_$i.bin
+	i=$((i + 1))
+done
+printf '\n' >&2
+echo "token ${HF_TOKEN:+is set}"
+exit "${1:-0}"
+SH
+
+hostile='j $(touch PWNED) '"'q'"' "d" ü
+x'
+
+# suite NAME TARGET ROOT: the same checks on one transport. ROOT is where
+# the target keeps job roots, as this machine sees it.
+suite() {
+	local name=$1 target=$2 root=$3 jr
+	jr="$root/$hostile"
+
+	t_ok "$name: exec quotes every argument" "$FERRY" remote exec --target "$target" -- printf '%s|' 'a b' '$(touch PWNED)' "q'uote" '*'
+	t_eq "$name: arguments arrive as they are" "$(cat "$T_OUT")" "a b|\$(touch PWNED)|q'uote|*|"
+	t_fails "$name: a command's own status comes back" 7 "$FERRY" remote exec --target "$target" -- sh -c 'exit 7'
+	t_ok "$name: wait --json" "$FERRY" remote wait --target "$target" --json --timeout 30
+	t_eq "$name: reachable, tar and sha256sum there" "$(pyq "$T_OUT" '(d["reachable"], d["tar"], d["sha256sum"], d["ok"])')" "(True, True, True, True)"
+	t_fails "$name: wait names a missing trainer" 1 "$FERRY" remote wait --target "$target" --trainer /nonexistent/run.py --timeout 30
+
+	# --- push: resume, damage, hostile names ---
+	mkdir -p "$jr"
+	head -c $((size / 2)) ds.tar >"$jr/dataset.tar.part"
+	t_ok "$name: push resumes a half upload" "$FERRY" remote push --target "$target" --job "$hostile" ds.tar --json
+	t_eq "$name: from half, the rest sent" "$(pyq "$T_OUT" '(d["resumed_from"], d["sent"], d["sha256"])')" "($((size / 2)), $((size - size / 2)), '$sha')"
+	t_ok "$name: the dataset verifies there" sh -c "cd \"\$1/dataset\" && sha256sum -c --quiet SHA256SUMS" sh "$jr"
+	t_ok "$name: push again finds it there" "$FERRY" remote push --target "$target" --job "$hostile" ds.tar --json
+	t_eq "$name: nothing sent" "$(pyq "$T_OUT" '(d["already"], d["sent"])')" "(True, 0)"
+	rm -rf "$jr"
+	mkdir -p "$jr"
+	head -c $((size / 2)) ds.tar | python3 -c 'import sys; b=bytearray(sys.stdin.buffer.read()); b[100]^=1; sys.stdout.buffer.write(b)' >"$jr/dataset.tar.part"
+	t_ok "$name: a damaged upload is caught and sent again" "$FERRY" remote push --target "$target" --job "$hostile" ds.tar --json
+	t_eq "$name: one resend, right hash" "$(pyq "$T_OUT" '(d["resends"], d["sha256"])')" "(1, '$sha')"
+	t_no_file "$name: nothing was executed" "$tmpdir/PWNED"
+	t_no_file "$name: nor in the job root" "$jr/PWNED"
+
+	# --- launch, status, logs, pull ---
+	printf 'HF_TOKEN=hf_supersecret_123\n' >envfile
+	t_ok "$name: launch" env STEPS=6 "$FERRY" remote launch --target "$target" --job "$hostile" --env-file envfile --heartbeat 1 -- sh -c 'STEPS=6 exec sh "$0" 0' "$tmpdir/trainer.sh"
+	t_match "$name: started" "$(cat "$T_OUT")" "^started"
+	t_ok "$name: launch again" "$FERRY" remote launch --target "$target" --job "$hostile" -- true
+	t_match "$name: starts nothing" "$(cat "$T_OUT")" "already running"
+	t_ok "$name: status --json" "$FERRY" remote status --target "$target" --job "$hostile" --json
+	t_eq "$name: running" "$(pyq "$T_OUT" 'd["state"]')" "running"
+	t_eq "$name: env file is 600" "$(stat -c %a "$jr/env")" "600"
+	if [ "$name" = ssh ]; then
+		# Every connection dropped, the master included: training goes on.
+		sshd_kill_connections
+	fi
+	t_ok "$name: pull during training" "$FERRY" remote pull --target "$target" --job "$hostile" -o pulled --json
+	t_ne "$name: some outputs still being written" "$(pyq "$T_OUT" 'd["fetched"] + d["incomplete"]')" "0"
+	sleep 3
+	t_ok "$name: logs -f follows to the end" "$FERRY" remote logs --target "$target" --job "$hostile" -f
+	t_match "$name: the bar as it finally stood" "$(cat "$T_OUT")" "job: step 6/6"
+	t_not_match "$name: not every redraw" "$(cat "$T_OUT")" "step 1/6"
+	t_match "$name: the supervisor's last line" "$(cat "$T_OUT")" "trainer exited with status 0"
+	t_match "$name: env reached the trainer" "$(cat "$T_OUT")" "token is set"
+	t_not_match "$name: the secret never in the log" "$(cat "$jr/train.log")" "hf_supersecret"
+	t_ok "$name: logs again" "$FERRY" remote logs --target "$target" --job "$hostile"
+	t_eq "$name: the local copy holds the log once" "$(cat "$XDG_STATE_HOME"/ferry/remote/*/*/train.log | grep -c 'trainer exited')" "1"
+	t_ok "$name: status after" "$FERRY" remote status --target "$target" --job "$hostile" --json
+	t_eq "$name: exited 0" "$(pyq "$T_OUT" '(d["state"], d["exit_code"])')" "('exited', 0)"
+	t_ok "$name: pull after" "$FERRY" remote pull --target "$target" --job "$hostile" -o pulled --json
+	t_eq "$name: every checkpoint here, whole" "$(ls pulled/m | wc -l) $(cat pulled/m/*.bin | wc -c)" "6 240000"
+	t_ok "$name: pull once more" "$FERRY" remote pull --target "$target" --job "$hostile" -o pulled --json
+	t_eq "$name: nothing fetched twice" "$(pyq "$T_OUT" '(d["fetched"], d["skipped"])')" "(0, 6)"
+	rm -rf pulled "$XDG_STATE_HOME/ferry/remote"
+
+	# --- SIGKILL reads 137; a hung trainer shows a heartbeat, no log ---
+	t_ok "$name: launch a sleeper" "$FERRY" remote launch --target "$target" --job k --heartbeat 1 -- sleep 60
+	sleep 2.5
+	t_ok "$name: status of a silent trainer" "$FERRY" remote status --target "$target" --job k --json
+	t_eq "$name: heartbeat fresh, log empty" "$(pyq "$T_OUT" '(d["state"], d["heartbeat_age_s"] <= 2, d["log_bytes"])')" "('running', True, 0)"
+	pkill -KILL -f '^sleep 60$' || true
+	sleep 1.5
+	t_ok "$name: status after SIGKILL" "$FERRY" remote status --target "$target" --job k --json
+	t_eq "$name: exited 137" "$(pyq "$T_OUT" '(d["state"], d["exit_code"])')" "('exited', 137)"
+	t_ok "$name: a job never started" "$FERRY" remote status --target "$target" --job nothing-here --json
+	t_eq "$name: absent" "$(pyq "$T_OUT" 'd["state"]')" "absent"
+}
+
+suite local "local:$tmpdir/lroot" "$tmpdir/lroot"
+
+sshd_start || exit 1
+export VASTAI_SSH_KEY_PATH=$SSHD_KEY FERRY_REMOTE_ROOT=$tmpdir/sroot
+suite ssh "$SSHD_TARGET" "$tmpdir/sroot"
+t_ok "a known-hosts file of ferry's own" test -s "$XDG_STATE_HOME/ferry/ssh/known_hosts.d/127.0.0.1-$SSHD_PORT"
+t_fails "a bad port is a connection error" 1 "$FERRY" remote exec --target "ssh://$SSHD_USER@127.0.0.1:9" -- true
+t_match "said as one" "$(cat "$T_ERR")" "cannot reach ssh://"
+t_fails "a bad job id" 2 "$FERRY" remote status --target "$SSHD_TARGET" --job ../x
+
+done_testing
