@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libssl-dev libjansson-dev libarchive-dev libsqlite3-dev libcurl4-openssl-dev
   libturbojpeg0-dev libspng-dev libwebp-dev libvips-dev libcmocka-dev libmicrohttpd-dev openssh-client curl
-  imagemagick webp libjpeg-turbo-progs libimage-exiftool-perl python3 time
+  imagemagick webp libjpeg-turbo-progs libimage-exiftool-perl python3 time openssh-server
 )
 
 missing=()
