@@ -129,10 +129,10 @@ static const char job_probe_sh[] =
 static void job_probe_parse(const char *text, json_t *rep, const struct remote_wait_opts *o)
 {
 	json_t *gpus = json_array(), *problems = json_object_get(rep, "problems");
-	char *copy = xstrdup(text), *save = NULL;
+	char *copy = xstrdup(text), *cursor = copy, *line;
 	long long free_kb = -1;
 
-	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+	while ((line = strsep(&cursor, "\n"))) {
 		if (str_starts_with(line, "trainer="))
 			json_object_set_new(rep, "trainer", json_boolean(!strcmp(line + 8, "yes")));
 		else if (str_starts_with(line, "tar="))
@@ -142,10 +142,10 @@ static void job_probe_parse(const char *text, json_t *rep, const struct remote_w
 		else if (str_starts_with(line, "disk_free_kb="))
 			free_kb = atoll(line + 13);
 		else if (str_starts_with(line, "gpu=")) {
-			char *f[3] = { NULL, NULL, NULL }, *s2 = NULL, *p = line + 4;
+			char *f[3] = { NULL, NULL, NULL }, *p = line + 4;
 
-			for (int i = 0; i < 3; i++, p = NULL)
-				f[i] = strtok_r(p, ",", &s2);
+			for (int i = 0; i < 3; i++)
+				f[i] = strsep(&p, ",");
 			json_array_append_new(gpus, json_pack("{s:s, s:s, s:f}", "name",
 							      f[0] ? str_trim(f[0]) : "",
 							      "driver", f[1] ? str_trim(f[1]) : "",
@@ -434,13 +434,13 @@ out:
 static int job_env_file(const char *path, struct buf *out, struct err *e)
 {
 	struct buf in = BUF_INIT;
-	char *save = NULL;
+	char *cursor, *line;
 	int rc, lineno = 0;
 
 	buf_init(&in);
 	rc = fsx_read_file(path, &in, 1 << 20, e);
-	for (char *line = rc ? NULL : strtok_r(in.data, "\n", &save); line;
-	     line = strtok_r(NULL, "\n", &save)) {
+	cursor = rc ? NULL : in.data;
+	while ((line = strsep(&cursor, "\n"))) {
 		char *eq, *name = line;
 
 		lineno++;
@@ -587,7 +587,7 @@ static const char job_status_sh[] =
 
 int remote_status(struct remote *r, const char *job, struct remote_status *st, struct err *e)
 {
-	char *jr = remote_job_root(r, job), *copy, *save = NULL;
+	char *jr = remote_job_root(r, job), *cursor, *l;
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
 	bool alive = false, has_pid = false, has_exit = false;
 	long long hb = -1;
@@ -605,8 +605,8 @@ int remote_status(struct remote *r, const char *job, struct remote_status *st, s
 	}
 	if (rc)
 		goto out;
-	copy = out.data;
-	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+	cursor = out.data;
+	while ((l = strsep(&cursor, "\n"))) {
 		if (!strcmp(l, "state=absent"))
 			st->state = "absent";
 		else if (str_starts_with(l, "now="))
