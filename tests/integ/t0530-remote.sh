@@ -122,4 +122,49 @@ t_fails "a bad port is a connection error" 1 "$FERRY" remote exec --target "ssh:
 t_match "said as one" "$(cat "$T_ERR")" "cannot reach ssh://"
 t_fails "a bad job id" 2 "$FERRY" remote status --target "$SSHD_TARGET" --job ../x
 
+# A real interruption: kill a push when a third has arrived, push again.
+mkdir -p big
+head -c 150000000 /dev/urandom >big/big.bin
+(cd big && sha256sum big.bin >SHA256SUMS)
+tar -cf big.tar -C big big.bin SHA256SUMS
+bigsize=$(stat -c %s big.tar)
+setsid "$FERRY" remote push --target "$SSHD_TARGET" --job big big.tar >/dev/null 2>&1 &
+pushpid=$!
+for _ in $(seq 300); do
+	have=$(stat -c %s "$tmpdir/sroot/big/dataset.tar.part" 2>/dev/null || echo 0)
+	[ "$have" -gt $((bigsize / 3)) ] && break
+	sleep 0.02
+done
+# The whole session: ferry and the ssh it runs (its own process group).
+pkill -KILL -s "$pushpid" 2>/dev/null
+wait "$pushpid" 2>/dev/null
+have=$(stat -c %s "$tmpdir/sroot/big/dataset.tar.part" 2>/dev/null || echo 0)
+t_eq "the killed push left part of it" "$([ "$have" -gt 0 ] && [ "$have" -lt "$bigsize" ] && echo partial)" "partial"
+t_ok "push again" "$FERRY" remote push --target "$SSHD_TARGET" --job big big.tar --json
+t_eq "it resumed where the target was, and sent only the rest" \
+	"$(pyq "$T_OUT" '(d["resumed_from"], d["sent"])')" "($have, $((bigsize - have)))"
+t_ok "and the file there is whole" cmp big/big.bin "$tmpdir/sroot/big/dataset/big.bin"
+rm -rf big big.tar
+
+# ferry ssh: a login shell in the job root.
+t_ok "ferry ssh runs a shell in the job root" sh -c 'printf "pwd; exit 0\n" | "$1" ssh "$2" --job k' sh "$FERRY" "$SSHD_TARGET"
+t_eq "there" "$(tail -1 "$T_OUT")" "$tmpdir/sroot/k"
+
+# --instance: resolved through the Vast API (ferry sim pointing at this sshd).
+. "$FERRY_SRC/tests/integ/sim.sh"
+sim_start --seed 3 --api-key sim-key-123 --boot-seconds 0 --rate 0 --ssh-endpoint "127.0.0.1:$SSHD_PORT"
+export VAST_URL=$SIM_URL VAST_API_KEY=sim-key-123
+"$FERRY" rent --best 'gpu_ram>=24' --label remote --json >rent.json || diag "rent failed"
+inst=$(pyq rent.json 'd["instance_id"]')
+t_ok "wait --instance" "$FERRY" remote wait --instance "$inst" --json --timeout 30
+t_eq "reachable through the instance's endpoint" "$(pyq "$T_OUT" 'd["reachable"]')" "True"
+t_ok "a known-hosts file for the instance" test -s "$XDG_STATE_HOME/ferry/ssh/known_hosts.d/instance-$inst"
+attached() { sim_ledger | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d["instances"][0]["ssh_keys"]))'; }
+before=$(attached)
+ssh-keygen -q -t ed25519 -N '' -C stranger -f stranger
+t_fails "a refused key gives up, bounded" 1 env VASTAI_SSH_KEY_PATH="$tmpdir/stranger" "$FERRY" remote wait --instance "$inst" --timeout 60
+t_match "saying the key is refused" "$(cat "$T_ERR")" "key is refused"
+t_eq "after attaching it again through the API" "$(attached)" "$((before + 1))"
+"$FERRY" destroy "$inst" >/dev/null
+
 done_testing
