@@ -141,8 +141,9 @@ wait "$pushpid" 2>/dev/null
 have=$(stat -c %s "$tmpdir/sroot/big/dataset.tar.part" 2>/dev/null || echo 0)
 t_eq "the killed push left part of it" "$([ "$have" -gt 0 ] && [ "$have" -lt "$bigsize" ] && echo partial)" "partial"
 t_ok "push again" "$FERRY" remote push --target "$SSHD_TARGET" --job big big.tar --json
+# (The target's end may still write what was in flight after the kill.)
 t_eq "it resumed where the target was, and sent only the rest" \
-	"$(pyq "$T_OUT" '(d["resumed_from"], d["sent"])')" "($have, $((bigsize - have)))"
+	"$(pyq "$T_OUT" "d['resumed_from'] >= $have and d['sent'] == $bigsize - d['resumed_from']")" "True"
 t_ok "and the file there is whole" cmp big/big.bin "$tmpdir/sroot/big/dataset/big.bin"
 rm -rf big big.tar
 
