@@ -74,24 +74,40 @@ enum { RO_TARGET = 300, RO_INSTANCE, RO_JOB, RO_JSON };
 	{ "json", no_argument, NULL, RO_JSON }, \
 	{ "help", no_argument, NULL, 'h' }
 
-/* Options every subcommand takes; 0 when handled, -1 when not ours, else
- * an exit status. */
-static int remote_common_opt(int c, struct remote_args *a)
+/* A subcommand's own option: 0 when handled, -1 when unknown, else an
+ * exit status. */
+typedef int (*remote_opt_fn)(int c, const char *arg, void *ctx);
+
+/* Parse the options every subcommand takes into `a`, the others through
+ * `own` (may be NULL). Returns -1 to go on, else the exit status to return
+ * (0 after --help). */
+static int remote_getopt(int argc, char **argv, const char *sopts, const struct option *opts,
+			 const char *name, const char *usage, struct remote_args *a,
+			 remote_opt_fn own, void *ctx)
 {
 	unsigned long long id;
+	int c, s;
 
-	switch (c) {
-	case RO_TARGET: a->target = optarg; return 0;
-	case RO_INSTANCE:
-		if (cli_uint("--instance", optarg, &id) || !id)
-			return EXIT_USAGE;
-		a->instance = (long long)id;
-		return 0;
-	case RO_JOB: a->job = optarg; return 0;
-	case RO_JSON: a->json = true; return 0;
-	case 'h': fputs(cmd_remote_usage, stdout); return -2;
-	default: return -1;
+	while ((c = getopt_long(argc, argv, sopts, opts, NULL)) != -1) {
+		switch (c) {
+		case RO_TARGET: a->target = optarg; continue;
+		case RO_INSTANCE:
+			if (cli_uint("--instance", optarg, &id) || !id)
+				return EXIT_USAGE;
+			a->instance = (long long)id;
+			continue;
+		case RO_JOB: a->job = optarg; continue;
+		case RO_JSON: a->json = true; continue;
+		case 'h': fputs(usage, stdout); return EXIT_OK;
+		default: break;
+		}
+		s = own ? own(c, optarg, ctx) : -1;
+		if (s < 0)
+			return cli_usage(name, "unknown option");
+		if (s)
+			return s;
 	}
+	return -1;
 }
 
 static struct vast_client *reattach_client;
@@ -147,9 +163,31 @@ static int remote_finish(int rc, struct err *e, struct remote *r, struct vast_cl
 	return status;
 }
 
+enum { O_TRAINER = 400, O_DISK, O_TIMEOUT, O_CONFIG, O_ENV, O_HB, O_PATTERN };
+
+static int remote_wait_opt(int c, const char *arg, void *ctx)
+{
+	struct remote_wait_opts *wo = ctx;
+	unsigned long long v;
+
+	switch (c) {
+	case O_TRAINER: wo->trainer = arg; return 0;
+	case O_DISK:
+		if (cli_uint("--need-disk", arg, &v))
+			return EXIT_USAGE;
+		wo->need_disk_gb = (double)v;
+		return 0;
+	case O_TIMEOUT:
+		if (cli_uint("--timeout", arg, &v) || !v)
+			return EXIT_USAGE;
+		wo->timeout_s = (int)v;
+		return 0;
+	default: return -1;
+	}
+}
+
 static int cmd_remote_wait(struct cli *cli, int argc, char **argv)
 {
-	enum { O_TRAINER = 400, O_DISK, O_TIMEOUT };
 	static const struct option opts[] = {
 		REMOTE_COMMON_OPTS,
 		{ "trainer", required_argument, NULL, O_TRAINER },
@@ -163,30 +201,12 @@ static int cmd_remote_wait(struct cli *cli, int argc, char **argv)
 	struct vast_client *vc = NULL;
 	json_t *rep = NULL;
 	struct err e = { 0 };
-	unsigned long long v;
-	int c, s, rc;
+	int rc;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((s = remote_common_opt(c, &a)) != -1) {
-			if (s)
-				return s == -2 ? EXIT_OK : s;
-			continue;
-		}
-		switch (c) {
-		case O_TRAINER: wo.trainer = optarg; break;
-		case O_DISK:
-			if (cli_uint("--need-disk", optarg, &v))
-				return EXIT_USAGE;
-			wo.need_disk_gb = (double)v;
-			break;
-		case O_TIMEOUT:
-			if (cli_uint("--timeout", optarg, &v) || !v)
-				return EXIT_USAGE;
-			wo.timeout_s = (int)v;
-			break;
-		default: return cli_usage("remote wait", "unknown option");
-		}
-	}
+	rc = remote_getopt(argc, argv, "h", opts, "remote wait", cmd_remote_usage, &a,
+			   remote_wait_opt, &wo);
+	if (rc != -1)
+		return rc;
 	rc = remote_connect(cli, &a, false, &r, &vc, &e);
 	if (!rc && vc) {
 		reattach_client = vc;
@@ -218,16 +238,11 @@ static int cmd_remote_push(struct cli *cli, int argc, char **argv)
 	struct remote *r = NULL;
 	struct vast_client *vc = NULL;
 	struct err e = { 0 };
-	int c, s, rc;
+	int rc;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((s = remote_common_opt(c, &a)) != -1) {
-			if (s)
-				return s == -2 ? EXIT_OK : s;
-			continue;
-		}
-		return cli_usage("remote push", "unknown option");
-	}
+	rc = remote_getopt(argc, argv, "h", opts, "remote push", cmd_remote_usage, &a, NULL, NULL);
+	if (rc != -1)
+		return rc;
 	if (argc - optind != 1)
 		return cli_usage("remote push", "give one ARCHIVE (from `ferry dataset pack`)");
 	rc = remote_connect(cli, &a, true, &r, &vc, &e);
@@ -250,9 +265,25 @@ static int cmd_remote_push(struct cli *cli, int argc, char **argv)
 	return remote_finish(rc, &e, r, vc);
 }
 
+static int remote_launch_opt(int c, const char *arg, void *ctx)
+{
+	struct remote_launch_opts *lo = ctx;
+	unsigned long long v;
+
+	switch (c) {
+	case O_CONFIG: lo->config = arg; return 0;
+	case O_ENV: lo->env_file = arg; return 0;
+	case O_HB:
+		if (cli_uint("--heartbeat", arg, &v) || !v || v > 3600)
+			return EXIT_USAGE;
+		lo->heartbeat_s = (int)v;
+		return 0;
+	default: return -1;
+	}
+}
+
 static int cmd_remote_launch(struct cli *cli, int argc, char **argv)
 {
-	enum { O_CONFIG = 400, O_ENV, O_HB };
 	static const struct option opts[] = {
 		REMOTE_COMMON_OPTS,
 		{ "config", required_argument, NULL, O_CONFIG },
@@ -265,27 +296,13 @@ static int cmd_remote_launch(struct cli *cli, int argc, char **argv)
 	struct remote *r = NULL;
 	struct vast_client *vc = NULL;
 	struct err e = { 0 };
-	unsigned long long v;
 	bool started = false;
-	int c, s, rc;
+	int rc;
 
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		if ((s = remote_common_opt(c, &a)) != -1) {
-			if (s)
-				return s == -2 ? EXIT_OK : s;
-			continue;
-		}
-		switch (c) {
-		case O_CONFIG: lo.config = optarg; break;
-		case O_ENV: lo.env_file = optarg; break;
-		case O_HB:
-			if (cli_uint("--heartbeat", optarg, &v) || !v || v > 3600)
-				return EXIT_USAGE;
-			lo.heartbeat_s = (int)v;
-			break;
-		default: return cli_usage("remote launch", "unknown option");
-		}
-	}
+	rc = remote_getopt(argc, argv, "+h", opts, "remote launch", cmd_remote_usage, &a,
+			   remote_launch_opt, &lo);
+	if (rc != -1)
+		return rc;
 	if (optind < argc && !strcmp(argv[optind], "--"))
 		optind++;
 	if (optind >= argc)
@@ -307,16 +324,12 @@ static int cmd_remote_status(struct cli *cli, int argc, char **argv)
 	struct remote *r = NULL;
 	struct vast_client *vc = NULL;
 	struct err e = { 0 };
-	int c, s, rc;
+	int rc;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((s = remote_common_opt(c, &a)) != -1) {
-			if (s)
-				return s == -2 ? EXIT_OK : s;
-			continue;
-		}
-		return cli_usage("remote status", "unknown option");
-	}
+	rc = remote_getopt(argc, argv, "h", opts, "remote status", cmd_remote_usage, &a, NULL,
+			   NULL);
+	if (rc != -1)
+		return rc;
 	rc = remote_connect(cli, &a, true, &r, &vc, &e);
 	if (!rc)
 		rc = remote_status(r, a.job, &st, &e);
@@ -365,6 +378,14 @@ static void remote_show_log(const char *p, size_t n, bool tty, struct buf *line)
 	fflush(stdout);
 }
 
+static int remote_logs_opt(int c, const char *arg, void *ctx)
+{
+	if (c != 'f')
+		return -1;
+	*(bool *)ctx = true;
+	return 0;
+}
+
 static int cmd_remote_logs(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -381,19 +402,12 @@ static int cmd_remote_logs(struct cli *cli, int argc, char **argv)
 	bool follow = false, tty = isatty(1), done = false;
 	long wait = 1000;
 	struct stat st;
-	int c, s, rc, fd = -1;
+	int rc, fd = -1;
 
-	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
-		if ((s = remote_common_opt(c, &a)) != -1) {
-			if (s)
-				return s == -2 ? EXIT_OK : s;
-			continue;
-		}
-		if (c == 'f')
-			follow = true;
-		else
-			return cli_usage("remote logs", "unknown option");
-	}
+	rc = remote_getopt(argc, argv, "fh", opts, "remote logs", cmd_remote_usage, &a,
+			   remote_logs_opt, &follow);
+	if (rc != -1)
+		return rc;
 	buf_init(&chunk);
 	buf_init(&line);
 	rc = remote_connect(cli, &a, true, &r, &vc, &e);
@@ -479,9 +493,26 @@ out:
 	return remote_finish(rc, &e, r, vc);
 }
 
+struct remote_pull_args {
+	struct remote_pull_opts *po;
+	struct strv *patterns;
+};
+
+static int remote_pull_opt(int c, const char *arg, void *ctx)
+{
+	struct remote_pull_args *pa = ctx;
+
+	if (c == 'o')
+		pa->po->dir = arg;
+	else if (c == O_PATTERN)
+		strv_push(pa->patterns, arg);
+	else
+		return -1;
+	return 0;
+}
+
 static int cmd_remote_pull(struct cli *cli, int argc, char **argv)
 {
-	enum { O_PATTERN = 400 };
 	static const struct option opts[] = {
 		REMOTE_COMMON_OPTS,
 		{ "output", required_argument, NULL, 'o' },
@@ -496,24 +527,14 @@ static int cmd_remote_pull(struct cli *cli, int argc, char **argv)
 	struct strv patterns = STRV_INIT;
 	char *dir = NULL;
 	struct err e = { 0 };
-	int c, s, rc;
+	struct remote_pull_args pa = { &po, &patterns };
+	int rc;
 
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
-		if ((s = remote_common_opt(c, &a)) != -1) {
-			if (s) {
-				strv_release(&patterns);
-				return s == -2 ? EXIT_OK : s;
-			}
-			continue;
-		}
-		if (c == 'o')
-			po.dir = optarg;
-		else if (c == O_PATTERN)
-			strv_push(&patterns, optarg);
-		else {
-			strv_release(&patterns);
-			return cli_usage("remote pull", "unknown option");
-		}
+	rc = remote_getopt(argc, argv, "o:h", opts, "remote pull", cmd_remote_usage, &a,
+			   remote_pull_opt, &pa);
+	if (rc != -1) {
+		strv_release(&patterns);
+		return rc;
 	}
 	rc = remote_connect(cli, &a, true, &r, &vc, &e);
 	if (!rc) {
@@ -547,16 +568,11 @@ static int cmd_remote_exec(struct cli *cli, int argc, char **argv)
 	struct vast_client *vc = NULL;
 	struct buf cmd = BUF_INIT, out = BUF_INIT, errout = BUF_INIT;
 	struct err e = { 0 };
-	int c, s, rc, status = 0;
+	int rc, status = 0;
 
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		if ((s = remote_common_opt(c, &a)) != -1) {
-			if (s)
-				return s == -2 ? EXIT_OK : s;
-			continue;
-		}
-		return cli_usage("remote exec", "unknown option");
-	}
+	rc = remote_getopt(argc, argv, "+h", opts, "remote exec", cmd_remote_usage, &a, NULL, NULL);
+	if (rc != -1)
+		return rc;
 	if (optind < argc && !strcmp(argv[optind], "--"))
 		optind++;
 	if (optind >= argc)
@@ -613,18 +629,11 @@ int cmd_ssh(struct cli *cli, int argc, char **argv)
 	struct buf cmd = BUF_INIT;
 	struct err e = { 0 };
 	char *dir = NULL;
-	int c, s, rc, status = 0;
+	int rc, status = 0;
 
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((s = remote_common_opt(c, &a)) != -1) {
-			if (s == -2)
-				fputs(cmd_ssh_usage, stdout);
-			if (s)
-				return s == -2 ? EXIT_OK : s;
-			continue;
-		}
-		return cli_usage("ssh", "unknown option");
-	}
+	rc = remote_getopt(argc, argv, "h", opts, "ssh", cmd_ssh_usage, &a, NULL, NULL);
+	if (rc != -1)
+		return rc;
 	if (optind < argc && !a.target)
 		a.target = argv[optind++];
 	if (optind < argc)
