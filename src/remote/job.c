@@ -178,7 +178,7 @@ int remote_wait(struct remote *r, const struct remote_wait_opts *o, json_t **rep
 	uint64_t t0 = clock_mono_ms(), deadline = t0 + (uint64_t)timeout * 1000;
 	long wait = 1000;
 	int tries = 0, rc = 0;
-	bool worked = false, reattached = false;
+	bool reattached = false;
 	struct buf out = BUF_INIT, cmd = BUF_INIT;
 	json_t *rep = json_pack("{s:b, s:[]}", "reachable", 0, "problems");
 
@@ -203,8 +203,6 @@ int remote_wait(struct remote *r, const struct remote_wait_opts *o, json_t **rep
 				rc = err_set(e, ERR_FAIL, "the target answered, but not as a shell "
 					     "should (exit %d)", status);
 		}
-		if (!rc)
-			worked = true;
 		if (rc == ERR_CONN && strstr(errout.data, "Permission denied")) {
 			/* Keys take a while to reach a new instance; a key that
 			 * worked and stops working was replaced: attach it again. */
@@ -248,7 +246,6 @@ out:
 	json_object_set_new(rep, "tries", json_integer(tries));
 	json_object_set_new(rep, "seconds", json_real((double)(clock_mono_ms() - t0) / 1000.0));
 	json_object_set_new(rep, "ok", json_boolean(!rc));
-	(void)worked;
 	buf_release(&out);
 	buf_release(&cmd);
 	return rc;
@@ -338,8 +335,7 @@ static int job_remote_sha(struct remote *r, const char *path, char hex[65], stru
 int remote_push(struct remote *r, const char *job, const char *archive, bool progress,
 		struct remote_push_result *res, struct err *e)
 {
-	char *jr = remote_job_root(r, job), *part = fsx_join(jr, "dataset.tar.part");
-	char *full = fsx_join(jr, "dataset.tar"), hex[65];
+	char *jr = remote_job_root(r, job), *part = fsx_join(jr, "dataset.tar.part"), hex[65];
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
 	uint64_t have = 0;
 	int rc, fd = -1;
@@ -440,8 +436,6 @@ int remote_push(struct remote *r, const char *job, const char *archive, bool pro
 out:
 	if (fd >= 0)
 		close(fd);
-	(void)full;
-	free(full);
 	free(part);
 	free(jr);
 	buf_release(&cmd);
