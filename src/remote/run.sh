@@ -13,21 +13,26 @@
 #   --       required; everything after it is the trainer's argv, run as is
 #            (never through a shell, so nothing in it is interpreted).
 #
-# Files under ROOT (every state file is written to a temporary file in state/
-# and renamed over the old one, so a reader never sees half of one):
+# Files under ROOT (every state file that holds a value is written to a
+# temporary file in state/ and renamed over the old one, so a reader never
+# sees half of one):
 #
 #   state/pid          the supervisor's pid, written once it owns the job.
 #   state/started      the start time, epoch seconds.
 #   state/trainer_pid  the trainer's pid (its process group and session too,
 #                      when setsid(1) is on the host).
-#   state/heartbeat    epoch seconds, refreshed every HEARTBEAT_SECONDS while
-#                      the trainer runs; the refresher stops with the trainer
+#   state/heartbeat    epoch seconds, written when the trainer starts and
+#                      every HEARTBEAT_SECONDS while it runs; the refresher
+#                      (a subshell of the supervisor) stops with the trainer
 #                      and within HEARTBEAT_SECONDS of the supervisor's death.
 #   state/exit         written when the trainer ends, whatever way: its exit
 #                      code, or 128+N when signal N killed it (137 for SIGKILL,
 #                      the OOM killer's signal). Never left out: `set -e` is
 #                      not used here, unlike the earlier system whose status
 #                      file was written only on success.
+#   state/stopping     made when the supervisor forwards a stop signal (a
+#                      trainer process stopped before it could drop the
+#                      supervisor's signal traps exits 143 on seeing it).
 #   state/supervisor.log  the supervisor's own stdout and stderr (shell
 #                      diagnostics), kept out of train.log.
 #   train.log          the trainer's stdout and stderr, appended (stdin is
@@ -49,11 +54,12 @@
 # supervisor (the pid answers kill -0 or has /proc/PID, and its /proc cmdline,
 # where readable, mentions run.sh) and state/exit does not exist: a job already
 # runs, and nothing is touched. A pid file whose process is gone (or is some
-# other program now) is stale and taken over. Then state/exit is removed,
-# state/started and state/pid written, the lock released, and the supervisor's
-# stdio moved off whatever started it (stdin /dev/null, stdout and stderr to
-# state/supervisor.log, fds 3-9 closed), so no SSH channel is held open by
-# any process of the job (the earlier system's nohup lesson).
+# other program now) is stale and taken over. Then state/exit (and
+# state/trainer_pid, state/stopping) is removed, state/started and state/pid
+# written, the lock released, and the supervisor's stdio moved off whatever
+# started it (stdin /dev/null, stdout and stderr to state/supervisor.log, fds
+# 3-9 closed), so no SSH channel is held open by any process of the job (the
+# earlier system's nohup lesson).
 #
 # Signals: SIGTERM, SIGINT or SIGHUP to the supervisor forward SIGTERM to the
 # trainer (to its whole process group when setsid(1) put it in its own
@@ -104,13 +110,63 @@ _alive() {
 	[ "$1" != "$$" ] || return 1
 	kill -0 "$1" 2>/dev/null || [ -d "/proc/$1" ] || return 1
 	if [ -r "/proc/$1/cmdline" ]; then
-		case $(tr '\000' ' ' <"/proc/$1/cmdline" 2>/dev/null) in
+		case $(tr '\000' ' ' 2>/dev/null <"/proc/$1/cmdline") in
 		*run.sh*) return 0 ;;
 		*) return 1 ;;
 		esac
 	fi
 	return 0
 }
+
+# _running PID: whether PID is a process that has not ended (a zombie has:
+# its parent may be an init that never reaps).
+_running() {
+	kill -0 "$1" 2>/dev/null || return 1
+	{ read -r _l <"/proc/$1/stat"; } 2>/dev/null || return 0
+	case ${_l##*) } in
+	Z* | X*) return 1 ;;
+	esac
+	return 0
+}
+
+# --- signals ------------------------------------------------------------------
+
+_nsig=0   # signals received
+_signo=   # the first one's number
+_got=0    # set by the handler; the wait loop clears it
+_tpid=    # the trainer's pid, once started
+_group=   # non-empty when the trainer leads its own process group
+_ended=   # non-empty once the trainer's status is in
+
+# shellcheck disable=SC2317 # called from the traps below
+# _on_signal N: count it, and pass it on when the trainer runs.
+_on_signal() {
+	_nsig=$((_nsig + 1))
+	_got=1
+	[ -n "$_signo" ] || _signo=$1
+	_forward "$1"
+}
+
+# shellcheck disable=SC2317
+# _forward N: signal N was received: send the running trainer SIGTERM, or
+# SIGKILL when this is not the first signal.
+_forward() {
+	[ -n "$_tpid" ] && [ -z "$_ended" ] || return 0
+	if [ "$_nsig" -le 1 ]; then _fwd=TERM; else _fwd=KILL; fi
+	# Before the signal: a trainer process so young that it has not yet
+	# dropped our traps would lose it, and looks for this file instead.
+	: >state/stopping
+	printf '[ferry] supervisor got signal %s: sending SIG%s to the trainer\n' "$1" "$_fwd" >>train.log
+	if [ -n "$_group" ]; then
+		kill -"$_fwd" -"$_tpid" 2>/dev/null || kill -"$_fwd" "$_tpid" 2>/dev/null
+	else
+		kill -"$_fwd" "$_tpid" 2>/dev/null
+	fi
+	return 0
+}
+trap '_on_signal 15' TERM
+trap '_on_signal 2' INT
+trap '_on_signal 1' HUP
 
 # --- arguments ----------------------------------------------------------------
 
@@ -130,7 +186,9 @@ case $_hb in
 '' | *[!0-9]*) _die 2 "the heartbeat interval must be a whole number of seconds, not '$_hb'" ;;
 esac
 [ "$_hb" -gt 0 ] || _die 2 "the heartbeat interval must be at least 1 second"
-[ $# -ge 3 ] && [ "$2" = -- ] || _usage
+if [ $# -lt 3 ] || [ "$2" != -- ]; then
+	_usage
+fi
 _root=$1
 shift 2
 [ -n "$_root" ] || _die 2 "the job root is empty"
@@ -141,40 +199,13 @@ unset CDPATH
 cd "$_root" 2>/dev/null || _die 2 "cannot enter the job root $_root"
 mkdir -p state 2>/dev/null || _die 2 "cannot make state/ in $PWD"
 
-# --- signals ------------------------------------------------------------------
-
-_nsig=0   # signals received
-_signo=   # the first one's number
-_got=0    # set by the handler; the wait loop clears it
-_tpid=    # the trainer's pid, once started
-_group=   # non-empty when the trainer leads its own process group
-
-# _on_signal N: forward SIGTERM to the trainer, SIGKILL on a second signal.
-_on_signal() {
-	_nsig=$((_nsig + 1))
-	_got=1
-	[ -n "$_signo" ] || _signo=$1
-	[ -n "$_tpid" ] || return 0
-	if [ "$_nsig" -eq 1 ]; then _fwd=TERM; else _fwd=KILL; fi
-	printf '[ferry] supervisor got signal %s: sending SIG%s to the trainer\n' "$1" "$_fwd" >>train.log
-	if [ -n "$_group" ]; then
-		kill -"$_fwd" -"$_tpid" 2>/dev/null || kill -"$_fwd" "$_tpid" 2>/dev/null
-	else
-		kill -"$_fwd" "$_tpid" 2>/dev/null
-	fi
-	return 0
-}
-trap '_on_signal 15' TERM
-trap '_on_signal 2' INT
-trap '_on_signal 1' HUP
-
 # --- claim the job ------------------------------------------------------------
 
 _n=0
 _stolen=0
 while ! mkdir state/lock 2>/dev/null; do
 	_n=$((_n + 1))
-	if [ "$_n" -ge 3 ]; then
+	if [ "$_n" -ge 2 ]; then
 		# A start takes milliseconds: a lock this old was left by a
 		# supervisor that died while starting, unless its owner still lives.
 		_owner=$(cat state/lock/pid 2>/dev/null)
@@ -197,7 +228,7 @@ if [ ! -e state/exit ] && _alive "$_old"; then
 fi
 # Removed before state/pid changes: a reader sees the old run end or this one
 # start, never the old exit code beside the new pid.
-rm -f state/exit state/trainer_pid
+rm -f state/exit state/trainer_pid state/stopping
 if ! _put state/started "$(date +%s)" || ! _put state/pid "$$"; then
 	rm -rf state/lock
 	_die 2 "cannot write state/ in $PWD"
@@ -223,6 +254,8 @@ else
 		_group=1
 	fi
 	(
+		# A stop that came while this process was being forked.
+		[ ! -e state/stopping ] || exit 143
 		if [ -f ./env ]; then
 			if ! (set -a && . ./env) </dev/null >/dev/null 2>&1; then
 				printf '%s\n' '[ferry] the env file could not be read; the trainer was not started' >&2
@@ -235,16 +268,21 @@ else
 		exec "$@"
 	) </dev/null >>train.log 2>&1 &
 	_tpid=$!
+	# A signal that came while the trainer was being started is passed on
+	# now (the handler had no pid to send it to).
+	[ "$_nsig" -eq 0 ] || _forward "$_signo"
 	_put state/trainer_pid "$_tpid"
 
 	# The heartbeat: its own loop, stopped by SIGUSR1 from us, deaf to the
-	# signals that stop a job, and gone within one interval of our death.
+	# signals that stop a job, and gone within one interval of our death or
+	# of the trainer's (should a SIGUSR1 be lost: bash, for one, can drop a
+	# signal that comes while the subshell is still setting its trap).
 	_sup=$$
 	(
 		_sp=
 		trap '' TERM INT HUP
-		trap '[ -z "$_sp" ] || kill -KILL "$_sp" 2>/dev/null; exit 0' USR1
-		while kill -0 "$_sup" 2>/dev/null; do
+		trap '[ -z "$_sp" ] || { kill -KILL "$_sp"; wait "$_sp"; } 2>/dev/null; exit 0' USR1
+		while _running "$_sup" && _running "$_tpid"; do
 			_put state/heartbeat "$(date +%s)"
 			sleep "$_hb" &
 			_sp=$!
@@ -267,11 +305,11 @@ else
 		_st=$_rc
 		[ "$_got" -eq 1 ] || break
 	done
+	_ended=1
 	# ksh93 reports 256+N for signal N.
 	[ "$_st" -le 255 ] || _st=$((_st - 128))
 
 	kill -USR1 "$_hbpid" 2>/dev/null
-	wait "$_hbpid" 2>/dev/null
 fi
 
 # --- record the end -------------------------------------------------------------
@@ -282,5 +320,13 @@ fi
 printf '[ferry] trainer exited with status %s\n' "$_st" >>train.log
 if ! _put state/exit "$_st"; then
 	printf '%s\n' "$_st" >state/exit
+fi
+if [ -n "$_tpid" ]; then
+	# Once more, for a first SIGUSR1 that came before the loop's trap; the
+	# loop is ours to wait for, so that it never outlives us.
+	kill -USR1 "$_hbpid" 2>/dev/null
+	while kill -0 "$_hbpid" 2>/dev/null; do
+		wait "$_hbpid" 2>/dev/null
+	done
 fi
 exit "$_st"

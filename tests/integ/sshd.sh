@@ -181,7 +181,7 @@ _sshd_procs() {
 	local f s
 	local -a a
 	for f in /proc/[0-9]*/stat; do
-		read -r s <"$f" 2>/dev/null || continue
+		{ read -r s <"$f"; } 2>/dev/null || continue
 		# "PID (COMM) STATE PPID PGRP SID ...": COMM may hold anything.
 		read -r -a a <<<"${s##*) }"
 		echo "${s%% *} ${a[1]} ${a[3]}"
