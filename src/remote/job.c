@@ -550,15 +550,16 @@ int remote_launch(struct remote *r, const char *job, const struct remote_launch_
 		if (rc)
 			goto out;
 	}
-	if (o->env_file) {
+	/* Python trainers (ai-toolkit) print live only unbuffered. */
+	buf_puts(&env, "PYTHONUNBUFFERED='1'\nexport PYTHONUNBUFFERED\n");
+	if (o->env_file)
 		rc = job_env_file(o->env_file, &env, e);
-		path = fsx_join(jr, "env");
-		if (!rc)
-			rc = job_put(r, path, env.data, env.len, "600", e);
-		free(path);
-		if (rc)
-			goto out;
-	}
+	path = fsx_join(jr, "env");
+	if (!rc)
+		rc = job_put(r, path, env.data, env.len, "600", e);
+	free(path);
+	if (rc)
+		goto out;
 	path = fsx_join(jr, "run.sh");
 	rc = job_put(r, path, remote_run_sh, remote_run_sh_len, "755", e);
 	free(path);

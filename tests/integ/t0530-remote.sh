@@ -104,7 +104,7 @@ suite() {
 	sleep 2.5
 	t_ok "$name: status of a silent trainer" "$FERRY" remote status --target "$target" --job k --json
 	t_eq "$name: heartbeat fresh, log empty" "$(pyq "$T_OUT" '(d["state"], d["heartbeat_age_s"] <= 2, d["log_bytes"])')" "('running', True, 0)"
-	pkill -KILL -f '^sleep 60$' || true
+	kill -KILL "$(cat "$root/k/state/trainer_pid")" || true
 	sleep 1.5
 	t_ok "$name: status after SIGKILL" "$FERRY" remote status --target "$target" --job k --json
 	t_eq "$name: exited 137" "$(pyq "$T_OUT" '(d["state"], d["exit_code"])')" "('exited', 137)"
