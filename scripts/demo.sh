@@ -81,9 +81,33 @@ for i in d["instances"]:
     print("instance %s  %-12s %-10s billed %.0f s, $%.4f" % (i["id"], i["label"], i["state"], i["billed_seconds"], i["billed_usd"]))
 print("live instances: %d" % d["live"])' || exit 1
 
+# --- remote execution, rehearsed on this machine -------------------------------
+target="local:$work/remote"
+step "Push the dataset to a target (here: this machine) and verify it there" \
+  ferry remote push --target local:remote --job demo dataset.tar
+"$ferry" remote push --target "$target" --job demo "$work/dataset.tar" || exit 1
+
+step "Start the trainer detached under ferry's supervisor (the ai-toolkit stand-in)" \
+  ferry remote launch --target local:remote --job demo --config example-config.json \
+  -- python3 examples/trainer/run.py config.json
+"$ferry" remote launch --target "$target" --job demo \
+  --config "$top/examples/trainer/example-config.json" \
+  -- python3 "$top/examples/trainer/run.py" config.json || exit 1
+
+step "Follow its log until it ends" ferry remote logs --target local:remote --job demo -f
+"$ferry" remote logs --target "$target" --job demo -f | tail -n 8 || exit 1
+
+step "Its state" ferry remote status --target local:remote --job demo
+"$ferry" remote status --target "$target" --job demo || exit 1
+
+step "Bring the outputs home, each file verified" \
+  ferry remote pull --target local:remote --job demo -o outputs
+"$ferry" remote pull --target "$target" --job demo -o "$work/outputs" || exit 1
+(cd "$work/outputs" && find . -path ./.ferry-pulled -prune -o -name '*.safetensors' -print | sort)
+
 cat <<'MSG'
 
-That is the dataset pipeline and the market. Running the trainer on the
-instance, collecting checkpoints and publishing are not built yet: they come
-with the next parts of ferry.
+That is the dataset pipeline, the market and remote execution. Recipes that
+render ai-toolkit configs, publishing to R2/S3 and the job queue that ties
+them together are not built yet: they come with the next parts of ferry.
 MSG
