@@ -723,32 +723,33 @@ static void job_files_free(struct job_file *v, size_t n)
 	free(v);
 }
 
-/* Parse "size\tmtime\tpath" lines up to a line "--". */
-static char *job_parse_listing(char *p, struct job_file **v, size_t *n)
+/* Parse NUL-terminated "size\tmtime\tpath" records up to a record "=end="
+ * (NUL, not newline: a file name may hold any other byte). Returns where
+ * the next section starts, or NULL. */
+static char *job_parse_listing(char *p, const char *end, struct job_file **v, size_t *n)
 {
 	size_t alloc = 0;
 
-	while (p && *p) {
-		char *nl = strchr(p, '\n'), *t1, *t2;
+	while (p && p < end) {
+		char *rec = p, *t1, *t2, *nul = memchr(p, '\0', (size_t)(end - p));
 
-		if (nl)
-			*nl = '\0';
-		if (!strcmp(p, "--"))
-			return nl ? nl + 1 : NULL;
-		t1 = strchr(p, '\t');
+		if (!nul)
+			return NULL;
+		p = nul + 1;
+		if (!strcmp(rec, "=end="))
+			return p;
+		t1 = strchr(rec, '\t');
 		t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
-		if (t2) {
-			ALLOC_GROW(*v, *n + 1, alloc);
-			(*v)[*n].size = strtoull(p, NULL, 10);
-			snprintf((*v)[*n].mtime, sizeof((*v)[*n].mtime), "%.*s", (int)(t2 - t1 - 1),
-				 t1 + 1);
-			(*v)[*n].path = xstrdup(t2 + 1);
-			(*v)[*n].stable = false;
-			(*n)++;
-		}
-		p = nl ? nl + 1 : NULL;
+		if (!t2)
+			continue;
+		ALLOC_GROW(*v, *n + 1, alloc);
+		(*v)[*n].size = strtoull(rec, NULL, 10);
+		snprintf((*v)[*n].mtime, sizeof((*v)[*n].mtime), "%.*s", (int)(t2 - t1 - 1), t1 + 1);
+		(*v)[*n].path = xstrdup(t2 + 1);
+		(*v)[*n].stable = false;
+		(*n)++;
 	}
-	return p;
+	return NULL;
 }
 
 static bool job_wanted(const char *path, const char *const *patterns)
@@ -834,16 +835,19 @@ int remote_pull(struct remote *r, const char *job, const struct remote_pull_opts
 		goto out;
 	/* Two looks a few seconds apart: a file whose size and time did not
 	 * move is complete; once the trainer has exited, all are. */
-	remote_cmdf(&cmd, "cd %q 2>/dev/null || exit 3; [ -d output ] || { echo --; echo --; exit 0; }; "
-		    "find output -type f ! -name '*.tmp' -printf '%%s\\t%%T@\\t%%P\\n'; echo --; "
-		    "sleep %d; find output -type f ! -name '*.tmp' -printf '%%s\\t%%T@\\t%%P\\n'; echo --; "
-		    "[ -f state/exit ] && echo exited; true", jr, o->settle_s > 0 ? o->settle_s : 2);
+	remote_cmdf(&cmd, "cd %q 2>/dev/null || exit 3; "
+		    "[ -d output ] || { printf '=end=\\0=end=\\0'; exit 0; }; "
+		    "find output -type f ! -name '*.tmp' -printf '%%s\\t%%T@\\t%%P\\0'; "
+		    "printf '=end=\\0'; sleep %d; "
+		    "find output -type f ! -name '*.tmp' -printf '%%s\\t%%T@\\t%%P\\0'; "
+		    "printf '=end=\\0'; [ -f state/exit ] && printf 'exited\\0'; true", jr,
+		    o->settle_s > 0 ? o->settle_s : 2);
 	rc = job_run(r, cmd.data, NULL, &out, "listing the outputs", e);
 	if (rc)
 		goto out;
-	p = job_parse_listing(out.data, &a, &na);
-	p = job_parse_listing(p, &b, &nb);
-	exited = p && strstr(p, "exited");
+	p = job_parse_listing(out.data, out.data + out.len, &a, &na);
+	p = job_parse_listing(p, out.data + out.len, &b, &nb);
+	exited = p && p < out.data + out.len && !strcmp(p, "exited");
 	for (size_t i = 0; i < nb; i++) {
 		for (size_t j = 0; j < na; j++)
 			if (!strcmp(a[j].path, b[i].path) && a[j].size == b[i].size &&

@@ -97,6 +97,11 @@ suite() {
 	t_eq "$name: every checkpoint here, whole" "$(ls pulled/m | wc -l) $(cat pulled/m/*.bin | wc -c)" "6 240000"
 	t_ok "$name: pull once more" "$FERRY" remote pull --target "$target" --job "$hostile" -o pulled --json
 	t_eq "$name: nothing fetched twice" "$(pyq "$T_OUT" '(d["fetched"], d["skipped"])')" "(0, 6)"
+	weird=$'we\nird $(touch PWNED) \'q\' \xc3\xbc.bin'
+	printf 'odd' >"$jr/output/m/$weird"
+	t_ok "$name: pull a file with a hostile name" "$FERRY" remote pull --target "$target" --job "$hostile" -o pulled --json
+	t_eq "$name: fetched, under its own name" "$(pyq "$T_OUT" 'd["fetched"]') $(cat "pulled/m/$weird")" "1 odd"
+	t_no_file "$name: and nothing ran" "$tmpdir/PWNED"
 	rm -rf pulled "$XDG_STATE_HOME/ferry/remote"
 
 	# --- SIGKILL reads 137; a hung trainer shows a heartbeat, no log ---
