@@ -27,6 +27,7 @@ fuzz: deps
 bench: build
 	bench/pack.sh
 	bench/offers.sh
+	bench/transfer.sh
 
 demo: build
 	@scripts/demo.sh
