@@ -318,7 +318,7 @@ static bool mf_code_ok(const char *code)
 
 static int mf_parse_check(const json_t *root, struct ds_manifest *m, struct err *e)
 {
-	json_t *check, *findings, *v, *ready;
+	json_t *check = NULL, *findings, *v, *ready;
 	const char *code;
 	size_t check_images, sum = 0;
 	char shown[96];
@@ -368,7 +368,7 @@ static int mf_parse_check(const json_t *root, struct ds_manifest *m, struct err 
 
 static int mf_parse_totals(const json_t *root, const struct ds_manifest *m, struct err *e)
 {
-	json_t *totals;
+	json_t *totals = NULL;
 	uint64_t bytes;
 	size_t files, images, captions;
 	int r;
