@@ -5,6 +5,7 @@
 #include <fnmatch.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,34 +287,24 @@ static void job_progress_tick(void *arg)
 #define JOB_HASHER "H=sha256sum; command -v openssl >/dev/null 2>&1 && " \
 		   "H='openssl dgst -sha256 -r'; "
 
-/* sha256sum -c on SHA256SUMS, in parallel over the files on a host with
- * several cores (GNU split), else in one go. */
+/* Check every file against SHA256SUMS, in parallel chunks (GNU split) on a
+ * host with several cores. With openssl and xargs there, and no escaped
+ * names in the list, the files are hashed by openssl (about 4× coreutils)
+ * and the result compared with SHA256SUMS as a whole; otherwise, and to
+ * name the files when that comparison fails, sha256sum -c does it. */
 #define JOB_CHECK_SUMS \
-	"n=$(nproc 2>/dev/null || echo 1); [ \"$n\" -gt 8 ] && n=8; " \
-	"if [ \"$n\" -gt 1 ] && split -n l/$n SHA256SUMS ../.ferry-chk. 2>/dev/null; then " \
-	"ok=0; pids=; for f in ../.ferry-chk.*; do [ -s \"$f\" ] || continue; " \
-	"sha256sum -c --quiet --strict \"$f\" & pids=\"$pids $!\"; done; " \
-	"for p in $pids; do wait $p || ok=1; done; rm -f ../.ferry-chk.*; [ $ok = 0 ]; " \
-	"else sha256sum -c --quiet --strict SHA256SUMS; fi;"
-
-/* The size of a file on the target (0 when absent). */
-static int job_remote_size(struct remote *r, const char *path, uint64_t *size, struct err *e)
-{
-	struct buf cmd = BUF_INIT, out = BUF_INIT;
-	unsigned long long v = 0;
-	int rc;
-
-	buf_init(&cmd);
-	buf_init(&out);
-	remote_cmdf(&cmd, "if [ -f %q ]; then wc -c < %q; else echo 0; fi", path, path);
-	rc = job_run(r, cmd.data, NULL, &out, "looking at the upload", e);
-	if (!rc && str_to_u64(str_trim(out.data), &v))
-		rc = err_set(e, ERR_FORMAT, "the target gave no size for %s", path);
-	*size = v;
-	buf_release(&cmd);
-	buf_release(&out);
-	return rc;
-}
+	"n=$(nproc 2>/dev/null || echo 1); [ \"$n\" -gt 8 ] && n=8; rm -f ../.ferry-chk.*; " \
+	"[ \"$n\" -gt 1 ] && split -n l/$n SHA256SUMS ../.ferry-chk. 2>/dev/null || " \
+	"cp SHA256SUMS ../.ferry-chk.aa; ok=1; " \
+	"if command -v openssl >/dev/null 2>&1 && command -v xargs >/dev/null 2>&1 && " \
+	"! grep -q '^\\\\' SHA256SUMS; then pids=; for f in ../.ferry-chk.??; do " \
+	"cut -c67- \"$f\" | xargs -r -d '\\n' openssl dgst -sha256 -r -- > \"$f.got\" & " \
+	"pids=\"$pids $!\"; done; for p in $pids; do wait $p || true; done; " \
+	"cat ../.ferry-chk.??.got > ../.ferry-chk.got; " \
+	"sed 's/^\\([0-9a-f]\\{64\\}\\)  /\\1 */' SHA256SUMS | cmp -s - ../.ferry-chk.got && ok=0; fi; " \
+	"if [ $ok != 0 ]; then ok=0; pids=; for f in ../.ferry-chk.??; do [ -s \"$f\" ] || continue; " \
+	"sha256sum -c --quiet --strict \"$f\" >&2 & pids=\"$pids $!\"; done; " \
+	"for p in $pids; do wait $p || ok=1; done; fi; rm -f ../.ferry-chk.*; [ $ok = 0 ];"
 
 /* The SHA-256 of a file on the target. */
 static int job_remote_sha(struct remote *r, const char *path, char hex[65], struct err *e)
@@ -332,12 +323,60 @@ static int job_remote_sha(struct remote *r, const char *path, char hex[65], stru
 	return rc;
 }
 
+/* The archive's SHA-256, computed beside the upload: on a fast link the
+ * hash would otherwise add a whole pass over the file before the first byte
+ * leaves. */
+struct job_hash {
+	pthread_t thread;
+	const char *path;
+	char hex[65];
+	uint64_t bytes;
+	struct err err;
+	int rc;
+	bool started;
+};
+
+static void *job_hash_run(void *arg)
+{
+	struct job_hash *h = arg;
+
+	h->rc = sha256_file(h->path, h->hex, &h->bytes, &h->err);
+	return NULL;
+}
+
+static int job_hash_wait(struct job_hash *h, struct err *e)
+{
+	if (h->started) {
+		pthread_join(h->thread, NULL);
+		h->started = false;
+		if (h->rc)
+			err_set(e, h->rc, "%s", h->err.msg);
+	}
+	return h->rc;
+}
+
+/* The upload of a fresh archive extracts it as it arrives (tar reads a FIFO
+ * that tee feeds beside the part file and the hasher), so that extraction
+ * costs no pass of its own; `tee -p` keeps writing the part file should tar
+ * stop early. A resumed upload is extracted from the finished file. The
+ * hash comes first in the output, then "tar:CODE" when tar ran. */
+#define JOB_UPLOAD_FRESH \
+	JOB_HASHER "rm -rf dataset.tmp .ferry-fifo && mkdir dataset.tmp && mkfifo .ferry-fifo " \
+	"|| exit 1; tar -xf .ferry-fifo -C dataset.tmp --no-same-owner --no-same-permissions " \
+	"2>/dev/null & t=$!; tee -p -- dataset.tar.part .ferry-fifo | $H; s=$?; " \
+	"wait $t; echo \"tar:$?\"; rm -f .ferry-fifo; exit $s"
+#define JOB_UPLOAD_RESUMED \
+	JOB_HASHER "{ cat -- dataset.tar.part && tee -a -- dataset.tar.part; } | $H"
+
 int remote_push(struct remote *r, const char *job, const char *archive, bool progress,
 		struct remote_push_result *res, struct err *e)
 {
 	char *jr = remote_job_root(r, job), *part = fsx_join(jr, "dataset.tar.part"), hex[65];
+	struct job_hash hash = { .path = archive };
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
-	uint64_t have = 0;
+	bool extracted = false;
+	uint64_t have = 0, size;
+	struct stat st;
 	int rc, fd = -1;
 
 	memset(res, 0, sizeof(*res));
@@ -346,32 +385,48 @@ int remote_push(struct remote *r, const char *job, const char *archive, bool pro
 	rc = remote_job_check(job, e);
 	if (!rc)
 		rc = ds_archive_check_entries(archive, &res->files, e);
-	if (!rc)
-		rc = sha256_file(archive, res->sha256, &res->bytes, e);
 	if (rc)
 		goto out;
-	/* Already there and extracted from this very archive: nothing to do. */
-	remote_cmdf(&cmd, "cat %q/dataset/.ferry-archive-sha256 2>/dev/null || true", jr);
-	rc = job_run(r, cmd.data, NULL, &out, "looking at the dataset", e);
-	if (rc)
-		goto out;
-	if (!strcmp(str_trim(out.data), res->sha256)) {
-		res->already = true;
+	if (stat(archive, &st) < 0) {
+		rc = err_sys(e, ERR_IO, "%s", archive);
 		goto out;
 	}
-	buf_reset(&cmd);
-	remote_cmdf(&cmd, "mkdir -p %q", jr);
-	rc = job_run(r, cmd.data, NULL, NULL, "making the job folder", e);
+	size = (uint64_t)st.st_size;
+	if (pthread_create(&hash.thread, NULL, job_hash_run, &hash)) {
+		rc = err_set(e, ERR_IO, "cannot start a thread to hash %s", archive);
+		goto out;
+	}
+	hash.started = true;
+	/* One look: the mark of the archive dataset/ came from (line 1) and
+	 * the size of a partial upload (line 2). */
+	remote_cmdf(&cmd, "mkdir -p %q && cd %q && { cat dataset/.ferry-archive-sha256 "
+		    "2>/dev/null || echo; } && { wc -c < dataset.tar.part 2>/dev/null || echo 0; }",
+		    jr, jr);
+	rc = job_run(r, cmd.data, NULL, &out, "looking at the job folder", e);
+	if (!rc) {
+		char *cursor = out.data, *mark = strsep(&cursor, "\n"), *part_size = strsep(&cursor, "\n");
+		unsigned long long v = 0;
+
+		if (!part_size || str_to_u64(str_trim(part_size), &v))
+			rc = err_set(e, ERR_FORMAT, "the target gave no size for %s", part);
+		have = v;
+		if (!rc && *str_trim(mark)) {
+			/* Already there and extracted from this very archive. */
+			rc = job_hash_wait(&hash, e);
+			if (!rc && !strcmp(str_trim(mark), hash.hex))
+				res->already = true;
+		}
+	}
+	if (rc || res->already)
+		goto out;
 	for (int attempt = 0; !rc; attempt++) {
-		struct job_progress pg = { .total = res->bytes, .t0 = clock_mono_ms(),
+		struct job_progress pg = { .total = size, .t0 = clock_mono_ms(),
 					   .on = progress && isatty(2) };
 		struct remote_io io = { .use_in_fd = true, .tick = job_progress_tick,
 					.tick_arg = &pg };
+		const char *tar_rc;
 
-		rc = job_remote_size(r, part, &have, e);
-		if (rc)
-			break;
-		if (have > res->bytes) {
+		if (have > size) {
 			log_warn("the partial upload is larger than the archive; starting over");
 			have = 0;
 		}
@@ -386,14 +441,11 @@ int remote_push(struct remote *r, const char *job, const char *archive, bool pro
 		pg.fd = fd;
 		pg.base = have;
 		buf_reset(&cmd);
-		/* Append from where the target is (start over when it held
-		 * more), hashing what was there and what arrives as it arrives:
-		 * no second pass over the file. */
-		remote_cmdf(&cmd, have ? JOB_HASHER "{ cat -- %q && tee -a -- %q; } | $H"
-				       : JOB_HASHER "tee -- %q | $H", part, part);
-		if (have < res->bytes)
+		remote_cmdf(&cmd, "cd %q && ", jr);
+		buf_puts(&cmd, have ? JOB_UPLOAD_RESUMED : JOB_UPLOAD_FRESH);
+		if (have < size)
 			log_info("sending %llu bytes from byte %llu",
-				 (unsigned long long)(res->bytes - have), (unsigned long long)have);
+				 (unsigned long long)(size - have), (unsigned long long)have);
 		buf_reset(&out);
 		rc = job_run(r, cmd.data, &io, &out, "the upload", e);
 		if (pg.on)
@@ -401,39 +453,48 @@ int remote_push(struct remote *r, const char *job, const char *archive, bool pro
 		close(fd);
 		fd = -1;
 		if (!rc) {
-			res->sent += res->bytes - have;
+			res->sent += size - have;
 			if (out.len < 64 || (memcpy(hex, out.data, 64), hex[64] = '\0',
 					     !sha256_is_hex(hex)))
 				rc = err_set(e, ERR_FORMAT, "the target printed no SHA-256 for the upload");
 		}
+		if (!rc)
+			rc = job_hash_wait(&hash, e);
 		if (rc)
 			break;
-		if (!strcmp(hex, res->sha256))
+		tar_rc = strstr(out.data, "\ntar:");
+		extracted = tar_rc && !strcmp(str_trim((char *)tar_rc + 5), "0");
+		if (!strcmp(hex, hash.hex))
 			break;
 		if (attempt >= 1) {
 			rc = err_set(e, ERR_CORRUPT, "the upload arrives damaged: SHA-256 %s on the "
-				     "target, %s here", hex, res->sha256);
+				     "target, %s here", hex, hash.hex);
 			break;
 		}
 		log_warn("the file on the target does not match (SHA-256 %.12s…, not %.12s…); "
-			 "sending it again", hex, res->sha256);
+			 "sending it again", hex, hash.hex);
 		res->resends++;
-		buf_reset(&cmd);
-		remote_cmdf(&cmd, "rm -f %q", part);
-		rc = job_run(r, cmd.data, NULL, NULL, "removing the damaged upload", e);
+		have = 0;       /* the fresh upload's tee starts the file over */
 	}
 	if (rc)
 		goto out;
-	/* Extract next to the old copy, verify every file, then swap. */
+	/* Extract next to the old copy (unless that happened on the way in),
+	 * verify every file, swap, and drop the archive: the paid disk holds
+	 * one copy, and the mark says which archive it came from. */
 	buf_reset(&cmd);
-	remote_cmdf(&cmd,
-		    "set -e; cd %q; mv -f dataset.tar.part dataset.tar; rm -rf dataset.tmp; "
-		    "mkdir dataset.tmp; tar -xf dataset.tar -C dataset.tmp --no-same-owner "
-		    "--no-same-permissions; cd dataset.tmp; " JOB_CHECK_SUMS " "
+	remote_cmdf(&cmd, "set -e; cd %q; mv -f dataset.tar.part dataset.tar; ", jr);
+	if (!extracted)
+		buf_puts(&cmd, "rm -rf dataset.tmp; mkdir dataset.tmp; tar -xf dataset.tar "
+			 "-C dataset.tmp --no-same-owner --no-same-permissions; ");
+	remote_cmdf(&cmd, "cd dataset.tmp; " JOB_CHECK_SUMS " "
 		    "printf '%%s\\n' %q > .ferry-archive-sha256; cd ..; rm -rf dataset; "
-		    "mv dataset.tmp dataset", jr, res->sha256);
+		    "mv dataset.tmp dataset; rm -f dataset.tar", hash.hex);
 	rc = job_run(r, cmd.data, NULL, NULL, "extracting and verifying the dataset", e);
 out:
+	if (!job_hash_wait(&hash, NULL) && !rc) {
+		memcpy(res->sha256, hash.hex, sizeof(res->sha256));
+		res->bytes = hash.bytes;
+	}
 	if (fd >= 0)
 		close(fd);
 	free(part);

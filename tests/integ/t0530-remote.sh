@@ -119,6 +119,37 @@ suite() {
 
 suite local "local:$tmpdir/lroot" "$tmpdir/lroot"
 
+# A fresh push extracts on the way in and keeps one copy: no archive left.
+t_ok "a fresh push" "$FERRY" remote push --target "local:$tmpdir/fresh" --job j ds.tar --json
+t_eq "sent whole, verified" "$(pyq "$T_OUT" '(d["resumed_from"], d["sent"], d["sha256"])')" "(0, $size, '$sha')"
+t_no_file "the archive is gone once extracted" "$tmpdir/fresh/j/dataset.tar"
+t_ok "the dataset verifies there" sh -c 'cd "$1" && sha256sum -c --quiet SHA256SUMS' sh "$tmpdir/fresh/j/dataset"
+# Targets without openssl (or xargs) check with sha256sum -c; a file that tar
+# wrote wrong is named whichever way it was checked. PATH is the target's
+# here: the local transport runs its commands with ferry's environment.
+mkdir nossl spoil
+for f in /usr/bin/* /bin/*; do
+	case ${f##*/} in openssl) ;; *) ln -sf "$f" "nossl/${f##*/}" ;; esac
+done
+cat >spoil/tar <<SH
+#!/bin/sh
+# tar, then one byte more in the first caption it wrote.
+$(command -v tar) "\$@" || exit \$?
+f=\$(find dataset.tmp -name '*.txt' -type f | sort | head -n 1)
+[ -n "\$f" ] && printf x >>"\$f"
+exit 0
+SH
+chmod +x spoil/tar
+t_ok "a push where the target has no openssl" env PATH="$tmpdir/nossl" "$FERRY" remote push --target "local:$tmpdir/nossl-root" --job j ds.tar --json
+t_ok "verified all the same" sh -c 'cd "$1" && sha256sum -c --quiet SHA256SUMS' sh "$tmpdir/nossl-root/j/dataset"
+for how in openssl sha256sum; do
+	path=$tmpdir/spoil:$PATH
+	[ $how = sha256sum ] && path=$tmpdir/spoil:$tmpdir/nossl
+	t_fails "$how: a file extracted wrong fails the push" 1 env PATH="$path" "$FERRY" remote push --target "local:$tmpdir/spoil-$how" --job j ds.tar
+	t_match "$how: naming the file" "$(cat "$T_ERR")" "\.txt: FAILED"
+	t_no_file "$how: no dataset took its place" "$tmpdir/spoil-$how/j/dataset"
+done
+
 sshd_start || exit 1
 export VASTAI_SSH_KEY_PATH=$SSHD_KEY FERRY_REMOTE_ROOT=$tmpdir/sroot
 suite ssh "$SSHD_TARGET" "$tmpdir/sroot"
