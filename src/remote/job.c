@@ -355,26 +355,27 @@ static int job_hash_wait(struct job_hash *h, struct err *e)
 	return h->rc;
 }
 
-/* The upload of a fresh archive extracts it as it arrives (tar reads a FIFO
- * that tee feeds beside the part file and the hasher), so that extraction
- * costs no pass of its own; `tee -p` keeps writing the part file should tar
- * stop early. A resumed upload is extracted from the finished file. The
- * hash comes first in the output, then "tar:CODE" when tar ran. */
-#define JOB_UPLOAD_FRESH \
-	JOB_HASHER "rm -rf dataset.tmp .ferry-fifo && mkdir dataset.tmp && mkfifo .ferry-fifo " \
-	"|| exit 1; tar -xf .ferry-fifo -C dataset.tmp --no-same-owner --no-same-permissions " \
-	"2>/dev/null & t=$!; tee -p -- dataset.tar.part .ferry-fifo | $H; s=$?; " \
-	"wait $t; echo \"tar:$?\"; rm -f .ferry-fifo; exit $s"
-#define JOB_UPLOAD_RESUMED \
-	JOB_HASHER "{ cat -- dataset.tar.part && tee -a -- dataset.tar.part; } | $H"
+/* Once the upload is whole: hash it and extract it side by side (two
+ * processes, both reading from the page cache: on a loopback or fast link a
+ * tee in the stream cost more than these passes), compare the hash with
+ * %q (the archive's here), then check every file and put dataset/ in
+ * place. Prints "ok", or "sha:HEX" when the upload is not the archive. */
+#define JOB_FINISH \
+	JOB_HASHER "rm -rf dataset.tmp && mkdir dataset.tmp || exit 1; " \
+	"$H < dataset.tar.part > .ferry-sha & h=$!; " \
+	"tar -xf dataset.tar.part -C dataset.tmp --no-same-owner --no-same-permissions " \
+	"2> .ferry-tar.err; t=$?; wait $h; got=$(cut -c1-64 .ferry-sha); rm -f .ferry-sha; " \
+	"if [ \"$got\" != %q ]; then rm -rf dataset.tmp .ferry-tar.err; echo \"sha:$got\"; " \
+	"exit 0; fi; [ $t = 0 ] || { cat .ferry-tar.err >&2; exit 1; }; rm -f .ferry-tar.err; " \
+	"cd dataset.tmp && { " JOB_CHECK_SUMS " } && printf '%%s\\n' %q > .ferry-archive-sha256 " \
+	"&& cd .. && rm -rf dataset && mv dataset.tmp dataset && rm -f dataset.tar.part && echo ok"
 
 int remote_push(struct remote *r, const char *job, const char *archive, bool progress,
 		struct remote_push_result *res, struct err *e)
 {
-	char *jr = remote_job_root(r, job), *part = fsx_join(jr, "dataset.tar.part"), hex[65];
+	char *jr = remote_job_root(r, job), *part = fsx_join(jr, "dataset.tar.part");
 	struct job_hash hash = { .path = archive };
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
-	bool extracted = false;
 	uint64_t have = 0, size;
 	struct stat st;
 	int rc, fd = -1;
@@ -424,7 +425,7 @@ int remote_push(struct remote *r, const char *job, const char *archive, bool pro
 					   .on = progress && isatty(2) };
 		struct remote_io io = { .use_in_fd = true, .tick = job_progress_tick,
 					.tick_arg = &pg };
-		const char *tar_rc;
+		char *line;
 
 		if (have > size) {
 			log_warn("the partial upload is larger than the archive; starting over");
@@ -441,55 +442,48 @@ int remote_push(struct remote *r, const char *job, const char *archive, bool pro
 		pg.fd = fd;
 		pg.base = have;
 		buf_reset(&cmd);
-		remote_cmdf(&cmd, "cd %q && ", jr);
-		buf_puts(&cmd, have ? JOB_UPLOAD_RESUMED : JOB_UPLOAD_FRESH);
+		/* Append from where the target is; start over when it held more
+		 * or held something else. */
+		remote_cmdf(&cmd, have ? "cd %q && cat >> dataset.tar.part"
+				       : "cd %q && cat > dataset.tar.part", jr);
 		if (have < size)
 			log_info("sending %llu bytes from byte %llu",
 				 (unsigned long long)(size - have), (unsigned long long)have);
-		buf_reset(&out);
-		rc = job_run(r, cmd.data, &io, &out, "the upload", e);
+		rc = job_run(r, cmd.data, &io, NULL, "the upload", e);
 		if (pg.on)
 			fputc('\n', stderr);
 		close(fd);
 		fd = -1;
 		if (!rc) {
 			res->sent += size - have;
-			if (out.len < 64 || (memcpy(hex, out.data, 64), hex[64] = '\0',
-					     !sha256_is_hex(hex)))
-				rc = err_set(e, ERR_FORMAT, "the target printed no SHA-256 for the upload");
-		}
-		if (!rc)
 			rc = job_hash_wait(&hash, e);
+		}
 		if (rc)
 			break;
-		tar_rc = strstr(out.data, "\ntar:");
-		extracted = tar_rc && !strcmp(str_trim((char *)tar_rc + 5), "0");
-		if (!strcmp(hex, hash.hex))
+		buf_reset(&cmd);
+		buf_reset(&out);
+		remote_cmdf(&cmd, "cd %q && ", jr);
+		remote_cmdf(&cmd, JOB_FINISH, hash.hex, hash.hex);
+		rc = job_run(r, cmd.data, NULL, &out, "extracting and verifying the dataset", e);
+		if (rc)
 			break;
+		line = str_trim(out.data);
+		if (!strcmp(line, "ok"))
+			break;
+		if (strncmp(line, "sha:", 4)) {
+			rc = err_set(e, ERR_FORMAT, "the target said '%.80s' after the upload", line);
+			break;
+		}
 		if (attempt >= 1) {
-			rc = err_set(e, ERR_CORRUPT, "the upload arrives damaged: SHA-256 %s on the "
-				     "target, %s here", hex, hash.hex);
+			rc = err_set(e, ERR_CORRUPT, "the upload arrives damaged: SHA-256 %.64s on the "
+				     "target, %s here", line + 4, hash.hex);
 			break;
 		}
 		log_warn("the file on the target does not match (SHA-256 %.12s…, not %.12s…); "
-			 "sending it again", hex, hash.hex);
+			 "sending it again", line + 4, hash.hex);
 		res->resends++;
-		have = 0;       /* the fresh upload's tee starts the file over */
+		have = 0;
 	}
-	if (rc)
-		goto out;
-	/* Extract next to the old copy (unless that happened on the way in),
-	 * verify every file, swap, and drop the archive: the paid disk holds
-	 * one copy, and the mark says which archive it came from. */
-	buf_reset(&cmd);
-	remote_cmdf(&cmd, "set -e; cd %q; mv -f dataset.tar.part dataset.tar; ", jr);
-	if (!extracted)
-		buf_puts(&cmd, "rm -rf dataset.tmp; mkdir dataset.tmp; tar -xf dataset.tar "
-			 "-C dataset.tmp --no-same-owner --no-same-permissions; ");
-	remote_cmdf(&cmd, "cd dataset.tmp; " JOB_CHECK_SUMS " "
-		    "printf '%%s\\n' %q > .ferry-archive-sha256; cd ..; rm -rf dataset; "
-		    "mv dataset.tmp dataset; rm -f dataset.tar", hash.hex);
-	rc = job_run(r, cmd.data, NULL, NULL, "extracting and verifying the dataset", e);
 out:
 	if (!job_hash_wait(&hash, NULL) && !rc) {
 		memcpy(res->sha256, hash.hex, sizeof(res->sha256));
