@@ -450,8 +450,11 @@ int remote_push(struct remote *r, const char *job, const char *archive, bool pro
 			log_info("sending %llu bytes from byte %llu",
 				 (unsigned long long)(size - have), (unsigned long long)have);
 		rc = job_run(r, cmd.data, &io, NULL, "the upload", e);
-		if (pg.on)
+		if (pg.on) {
+			pg.last = 0;    /* the bar as it ended */
+			job_progress_tick(&pg);
 			fputc('\n', stderr);
+		}
 		close(fd);
 		fd = -1;
 		if (!rc) {
@@ -889,7 +892,9 @@ int remote_pull(struct remote *r, const char *job, const struct remote_pull_opts
 	if (rc)
 		goto out;
 	/* Two looks a few seconds apart: a file whose size and time did not
-	 * move is complete; once the trainer has exited, all are. */
+	 * move is complete; so is one the trainer has moved past (it wrote a
+	 * later file after its last write to this one: ai-toolkit writes its
+	 * outputs one at a time); once the trainer has exited, all are. */
 	remote_cmdf(&cmd, "cd %q 2>/dev/null || exit 3; "
 		    "[ -d output ] || { printf '=end=\\0=end=\\0'; exit 0; }; "
 		    "find output -type f ! -name '*.tmp' -printf '%%s\\t%%T@\\t%%P\\0'; "
@@ -907,6 +912,9 @@ int remote_pull(struct remote *r, const char *job, const struct remote_pull_opts
 		for (size_t j = 0; j < na; j++)
 			if (!strcmp(a[j].path, b[i].path) && a[j].size == b[i].size &&
 			    !strcmp(a[j].mtime, b[i].mtime))
+				b[i].stable = true;
+		for (size_t j = 0; j < nb && !b[i].stable; j++)
+			if (strtod(b[j].mtime, NULL) > strtod(b[i].mtime, NULL))
 				b[i].stable = true;
 		if (exited)
 			b[i].stable = true;

@@ -69,7 +69,7 @@ suite() {
 
 	# --- launch, status, logs, pull ---
 	printf 'HF_TOKEN=hf_supersecret_123\n' >envfile
-	t_ok "$name: launch" env STEPS=6 "$FERRY" remote launch --target "$target" --job "$hostile" --env-file envfile --heartbeat 1 -- sh -c 'STEPS=6 exec sh "$0" 0' "$tmpdir/trainer.sh"
+	t_ok "$name: launch" env STEPS=10 "$FERRY" remote launch --target "$target" --job "$hostile" --env-file envfile --heartbeat 1 -- sh -c 'STEPS=10 exec sh "$0" 0' "$tmpdir/trainer.sh"
 	t_match "$name: started" "$(cat "$T_OUT")" "^started"
 	t_ok "$name: launch again" "$FERRY" remote launch --target "$target" --job "$hostile" -- true
 	t_match "$name: starts nothing" "$(cat "$T_OUT")" "already running"
@@ -84,8 +84,8 @@ suite() {
 	t_ne "$name: some outputs still being written" "$(pyq "$T_OUT" 'd["fetched"] + d["incomplete"]')" "0"
 	sleep 3
 	t_ok "$name: logs -f follows to the end" "$FERRY" remote logs --target "$target" --job "$hostile" -f
-	t_match "$name: the bar as it finally stood" "$(cat "$T_OUT")" "job: step 6/6"
-	t_not_match "$name: not every redraw" "$(cat "$T_OUT")" "step 1/6"
+	t_match "$name: the bar as it finally stood" "$(cat "$T_OUT")" "job: step 10/10"
+	t_not_match "$name: not every redraw" "$(cat "$T_OUT")" "step 1/10"
 	t_match "$name: the supervisor's last line" "$(cat "$T_OUT")" "trainer exited with status 0"
 	t_match "$name: env reached the trainer" "$(cat "$T_OUT")" "token is set"
 	t_not_match "$name: the secret never in the log" "$(cat "$jr/train.log")" "hf_supersecret"
@@ -94,9 +94,9 @@ suite() {
 	t_ok "$name: status after" "$FERRY" remote status --target "$target" --job "$hostile" --json
 	t_eq "$name: exited 0" "$(pyq "$T_OUT" '(d["state"], d["exit_code"])')" "('exited', 0)"
 	t_ok "$name: pull after" "$FERRY" remote pull --target "$target" --job "$hostile" -o pulled --json
-	t_eq "$name: every checkpoint here, whole" "$(ls pulled/m | wc -l) $(cat pulled/m/*.bin | wc -c)" "6 240000"
+	t_eq "$name: every checkpoint here, whole" "$(ls pulled/m | wc -l) $(cat pulled/m/*.bin | wc -c)" "10 400000"
 	t_ok "$name: pull once more" "$FERRY" remote pull --target "$target" --job "$hostile" -o pulled --json
-	t_eq "$name: nothing fetched twice" "$(pyq "$T_OUT" '(d["fetched"], d["skipped"])')" "(0, 6)"
+	t_eq "$name: nothing fetched twice" "$(pyq "$T_OUT" '(d["fetched"], d["skipped"])')" "(0, 10)"
 	weird=$'we\nird $(touch PWNED) \'q\' \xc3\xbc.bin'
 	printf 'odd' >"$jr/output/m/$weird"
 	t_ok "$name: pull a file with a hostile name" "$FERRY" remote pull --target "$target" --job "$hostile" -o pulled --json
@@ -119,7 +119,24 @@ suite() {
 
 suite local "local:$tmpdir/lroot" "$tmpdir/lroot"
 
-# A fresh push extracts on the way in and keeps one copy: no archive left.
+# Pull takes a file the trainer has moved past, though it grew between the
+# two looks (2 s apart): a later file was written after it.
+mkdir -p "$tmpdir/mp/j/output/m"
+printf 'part one ' >"$tmpdir/mp/j/output/m/a.bin"
+(sleep 0.7; printf 'part two' >>"$tmpdir/mp/j/output/m/a.bin"; sleep 0.5; printf 'b' >"$tmpdir/mp/j/output/m/b.bin") &
+t_ok "pull while a is finished and b begun" "$FERRY" remote pull --target "local:$tmpdir/mp" --job j -o mp-pulled --json
+wait $!
+t_eq "a fetched whole, b left for later" "$(pyq "$T_OUT" '(d["fetched"], d["incomplete"])') $(cat mp-pulled/m/a.bin)" "(1, 1) part one part two"
+
+# The progress bar: on a terminal only, ending at 100 %.
+if command -v script >/dev/null; then
+	t_ok "push on a terminal" script -qec "$(printf '%q ' "$FERRY" remote push --target "local:$tmpdir/tty" --job j ds.tar)" /dev/null
+	t_match "shows a bar with rate and ETA, ending at 100 %" "$(tr '\r' '\n' <"$T_OUT")" "100\.0% .*MiB/s  ETA"
+fi
+t_ok "push without a terminal" "$FERRY" remote push --target "local:$tmpdir/notty" --job j ds.tar
+t_not_match "shows no bar" "$(cat "$T_ERR")" "MiB/s"
+
+# A fresh push keeps one copy: no archive left once extracted.
 t_ok "a fresh push" "$FERRY" remote push --target "local:$tmpdir/fresh" --job j ds.tar --json
 t_eq "sent whole, verified" "$(pyq "$T_OUT" '(d["resumed_from"], d["sent"], d["sha256"])')" "(0, $size, '$sha')"
 t_no_file "the archive is gone once extracted" "$tmpdir/fresh/j/dataset.tar"
