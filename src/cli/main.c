@@ -30,6 +30,8 @@ static const struct cli_command commands[] = {
 	{ "remote", cmd_remote, "wait for, push to, launch on, watch and pull from a target",
 	  cmd_remote_usage },
 	{ "ssh", cmd_ssh, "an interactive shell on a target, in a job's folder", cmd_ssh_usage },
+	{ "recipe", cmd_recipe, "list, show and render trainer recipes; read logs and outputs",
+	  cmd_recipe_usage },
 	{ "sim", cmd_sim, "serve a simulated Vast.ai API (market, instances, faults)",
 	  cmd_sim_usage },
 	{ "config", cmd_config, "print every effective setting and where it came from",
