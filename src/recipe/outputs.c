@@ -119,8 +119,7 @@ static const char *base_of(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-/* "<X>_<digits>.safetensors": the step, with *xlen the length of X. */
-static long long checkpoint_step(const char *base, size_t *xlen)
+long long recipe_checkpoint_step(const char *base, size_t *xlen)
 {
 	const char *dot, *us;
 
@@ -132,7 +131,8 @@ static long long checkpoint_step(const char *base, size_t *xlen)
 	if (us == base)
 		return -1;
 	*xlen = (size_t)(us - 1 - base);
-	return *xlen ? digits(us, dot) : -1;
+	/* {step:09d}: a name of its own may end in "_2" */
+	return *xlen && dot - us >= 9 ? digits(us, dot) : -1;
 }
 
 /* The run a checkpoint or final LoRA belongs to, or NULL. */
@@ -142,7 +142,7 @@ static char *run_of(const char *path)
 	size_t dirlen = (size_t)(base - path), xlen;
 	char *x;
 
-	if (checkpoint_step(base, &xlen) < 0) {
+	if (recipe_checkpoint_step(base, &xlen) < 0) {
 		if (!str_ends_with_ci(base, ".safetensors"))
 			return NULL;
 		xlen = strlen(base) - strlen(".safetensors");
@@ -256,7 +256,7 @@ static void classify(struct recipe_outputs *o, struct recipe_output *f)
 		f->kind = RECIPE_OUT_OPTIMIZER;
 	} else if (!strcmp(rel, "loss_log.db")) {
 		f->kind = RECIPE_OUT_LOSS_LOG;
-	} else if ((step = checkpoint_step(rel, &xlen)) >= 0 &&
+	} else if ((step = recipe_checkpoint_step(rel, &xlen)) >= 0 &&
 		   (!n || (xlen == n && !strncmp(rel, o->name, n)))) {
 		f->kind = RECIPE_OUT_CHECKPOINT;
 		f->step = step;

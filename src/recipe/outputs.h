@@ -56,6 +56,9 @@ void recipe_outputs_read_listing(struct recipe_outputs *o, const char *text, siz
 int recipe_outputs_classify(struct recipe_outputs *o, const char *name, struct err *e);
 void recipe_outputs_release(struct recipe_outputs *o);
 const char *recipe_output_kind_name(enum recipe_output_kind k);
+/* The step in a checkpoint's file name, "<X>_<step:09d>.safetensors", with
+ * *xlen the length of X; -1 when it is not one. */
+long long recipe_checkpoint_step(const char *base, size_t *xlen);
 /* {"name", "complete", "final", "checkpoints": [{"path", "step", "size"}],
  *  "samples": [{"path", "step", "prompt", "epoch_ms", "size"}], "optimizer",
  *  "resume": [...], "resume_ready", "never_publish": [...], "other": [...]} */

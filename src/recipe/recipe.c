@@ -101,7 +101,9 @@ const char *recipe_names(void)
 	static char names[256];
 	size_t used = 0;
 
-	for (size_t i = 0; !names[0] && i < sizeof(recipes) / sizeof(recipes[0]); i++) {
+	if (names[0])
+		return names;
+	for (size_t i = 0; i < sizeof(recipes) / sizeof(recipes[0]); i++) {
 		int n = snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
 				 recipes[i].name);
 

@@ -11,6 +11,7 @@
 #include "common/buf.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "recipe/outputs.h"
 
 /* What the byte stream is in: text, or an ANSI escape being skipped. */
 enum scan_state { ST_TEXT, ST_ESC, ST_CSI, ST_OSC, ST_OSC_ESC };
@@ -226,21 +227,13 @@ static void drop_order(struct recipe_scan *s, size_t i)
 	s->norder--;
 }
 
-/* The step in "<name>_<step>.safetensors", or -1. */
+/* The step in "<name>_<step:09d>.safetensors", or -1. */
 static long long path_step(const char *path)
 {
-	const char *base = strrchr(path, '/'), *us, *dot;
-	unsigned long long v;
-	char digits[24];
+	const char *base = strrchr(path, '/');
+	size_t xlen;
 
-	base = base ? base + 1 : path;
-	us = strrchr(base, '_');
-	dot = strrchr(base, '.');
-	if (!us || !dot || dot < us || dot - us - 1 < 1 || dot - us - 1 >= (long)sizeof(digits))
-		return -1;
-	memcpy(digits, us + 1, (size_t)(dot - us - 1));
-	digits[dot - us - 1] = '\0';
-	return str_to_u64(digits, &v) || v > (unsigned long long)LLONG_MAX ? -1 : (long long)v;
+	return recipe_checkpoint_step(base ? base + 1 : path, &xlen);
 }
 
 /* NAME.safetensors, or with the name unknown, a name without a step. */
@@ -435,11 +428,13 @@ static bool desc_starts(const struct bar *b, const char *prefix)
 /* "KEY: VALUE" in the postfix, e.g. lr and loss. */
 static double postfix_value(const struct bar *b, const char *key)
 {
-	const char *p = b->postfix, *stop = b->postfix + b->postfix_len, *q;
+	const char *p = b->postfix, *stop, *q;
 	size_t n = strlen(key);
 	double v;
 
-	for (; p && p + n <= stop; p++) {
+	if (!p)
+		return NAN;
+	for (stop = p + b->postfix_len; p + n <= stop; p++) {
 		if (memcmp(p, key, n) || (p > b->postfix && p[-1] != ' '))
 			continue;
 		p += n;
