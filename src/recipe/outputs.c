@@ -8,6 +8,7 @@
 
 #include "common/buf.h"
 #include "common/fsx.h"
+#include "common/json_util.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 
@@ -337,18 +338,6 @@ const char *recipe_output_kind_name(enum recipe_output_kind k)
 	return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "other";
 }
 
-static json_t *path_json(const char *path)
-{
-	struct buf b = BUF_INIT;
-	json_t *v;
-
-	buf_init(&b);
-	str_escape(path, &b);
-	v = json_string(b.data);
-	buf_release(&b);
-	return v;
-}
-
 static json_t *size_json(long long size)
 {
 	return size < 0 ? json_null() : json_integer(size);
@@ -364,34 +353,34 @@ json_t *recipe_outputs_json(const struct recipe_outputs *o)
 
 		if (f->kind == RECIPE_OUT_CHECKPOINT)
 			json_array_append_new(ck, json_pack("{s:o, s:I, s:o}", "path",
-							    path_json(f->path), "step",
+							    json_string_escaped(f->path), "step",
 							    (json_int_t)f->step, "size",
 							    size_json(f->size)));
 		else if (f->kind == RECIPE_OUT_SAMPLE)
 			json_array_append_new(sm, json_pack("{s:o, s:I, s:I, s:I, s:o}", "path",
-							    path_json(f->path), "step",
+							    json_string_escaped(f->path), "step",
 							    (json_int_t)f->step, "prompt",
 							    (json_int_t)f->prompt, "epoch_ms",
 							    (json_int_t)f->epoch_ms, "size",
 							    size_json(f->size)));
 		else if (f->kind == RECIPE_OUT_OTHER)
-			json_array_append_new(other, path_json(f->path));
+			json_array_append_new(other, json_string_escaped(f->path));
 		if (f->never_publish)
-			json_array_append_new(priv, path_json(f->path));
+			json_array_append_new(priv, json_string_escaped(f->path));
 	}
 	/* newest checkpoint first, then its optimizer state */
 	if (o->newest >= 0 && o->files[o->newest].resume)
-		json_array_append_new(res, path_json(o->files[o->newest].path));
+		json_array_append_new(res, json_string_escaped(o->files[o->newest].path));
 	if (o->optimizer >= 0 && o->files[o->optimizer].resume)
-		json_array_append_new(res, path_json(o->files[o->optimizer].path));
-	json_object_set_new(root, "name", o->name ? path_json(o->name) : json_null());
+		json_array_append_new(res, json_string_escaped(o->files[o->optimizer].path));
+	json_object_set_new(root, "name", o->name ? json_string_escaped(o->name) : json_null());
 	json_object_set_new(root, "complete", json_boolean(o->final >= 0));
 	json_object_set_new(root, "final",
-			    o->final >= 0 ? path_json(o->files[o->final].path) : json_null());
+			    o->final >= 0 ? json_string_escaped(o->files[o->final].path) : json_null());
 	json_object_set_new(root, "checkpoints", ck);
 	json_object_set_new(root, "samples", sm);
 	json_object_set_new(root, "optimizer",
-			    o->optimizer >= 0 ? path_json(o->files[o->optimizer].path) : json_null());
+			    o->optimizer >= 0 ? json_string_escaped(o->files[o->optimizer].path) : json_null());
 	json_object_set_new(root, "resume", res);
 	json_object_set_new(root, "resume_ready", json_boolean(o->resume_ready));
 	json_object_set_new(root, "never_publish", priv);

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/buf.h"
+#include "common/json_util.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "recipe/outputs.h"
@@ -752,19 +752,6 @@ const struct recipe_scan_result *recipe_scan_result(struct recipe_scan *s)
 	return &s->view;
 }
 
-/* Log text as a JSON string: escaped where it is not UTF-8. */
-static json_t *text_json(const char *s)
-{
-	struct buf b = BUF_INIT;
-	json_t *v;
-
-	buf_init(&b);
-	str_escape(s, &b);
-	v = json_string(b.data);
-	buf_release(&b);
-	return v;
-}
-
 static json_t *maybe_real(double v)
 {
 	return isnan(v) || isinf(v) ? json_null() : json_real(v);
@@ -782,11 +769,11 @@ json_t *recipe_scan_json(const struct recipe_scan_result *r)
 	for (size_t i = 0; i < r->ncheckpoints; i++) {
 		const struct recipe_checkpoint *c = &r->checkpoints[i];
 
-		json_array_append_new(ck, json_pack("{s:o, s:o, s:b}", "path", text_json(c->path),
+		json_array_append_new(ck, json_pack("{s:o, s:o, s:b}", "path", json_string_escaped(c->path),
 						    "step", maybe_int(c->step), "final", c->final));
 	}
 	json_object_set_new(o, "phase", json_string(recipe_phase_name(r->phase)));
-	json_object_set_new(o, "name", text_json(r->name ? r->name : ""));
+	json_object_set_new(o, "name", json_string_escaped(r->name ? r->name : ""));
 	json_object_set_new(o, "step", maybe_int(r->step));
 	json_object_set_new(o, "total", maybe_int(r->total));
 	json_object_set_new(o, "loss", maybe_real(r->loss));
@@ -802,6 +789,6 @@ json_t *recipe_scan_json(const struct recipe_scan_result *r)
 			    r->failure == RECIPE_FAIL_NONE
 				    ? json_null()
 				    : json_pack("{s:s, s:o}", "code", recipe_failure_name(r->failure),
-						"line", text_json(r->failure_line ? r->failure_line : "")));
+						"line", json_string_escaped(r->failure_line ? r->failure_line : "")));
 	return o;
 }

@@ -31,10 +31,11 @@ static char *scan_json(const uint8_t *data, size_t size, unsigned chunk, size_t 
 	recipe_scan_finish(s);
 	recipe_scan_idle(s, 1000, 600);
 	r = recipe_scan_result(s);
+	/* failed exactly when there is a reason, with the line that shows it */
 	if ((r->failure != RECIPE_FAIL_NONE) != (r->phase == RECIPE_PHASE_FAILED) ||
-	    r->ncheckpoints > RECIPE_SCAN_CHECKPOINTS || strlen(r->failure_line) > RECIPE_SCAN_LINE_MAX ||
-	    (r->failure != RECIPE_FAIL_NONE && !r->failure_line[0] && r->failure != RECIPE_FAIL_DOWNLOAD_STALLED) ||
-	    r->ncheckpoints > r->checkpoints_saved)
+	    (r->failure != RECIPE_FAIL_NONE && !r->failure_line[0]) ||
+	    strlen(r->failure_line) > RECIPE_SCAN_LINE_MAX ||
+	    r->ncheckpoints > RECIPE_SCAN_CHECKPOINTS || r->ncheckpoints > r->checkpoints_saved)
 		abort();
 	for (size_t i = 0; i < r->ncheckpoints; i++)
 		if (!r->checkpoints[i].path)

@@ -104,6 +104,27 @@ t_ok "render with the job layout" "$FERRY" --set remote.root="$tmpdir/root" reci
 t_ok "the stand-in runs it from the job root" sh -c 'cd root/j1 && python3 "$1" config.json >train.log 2>&1' sh "$trainer"
 t_file "output under the job" root/j1/output/ferry_lora/ferry_lora.safetensors
 
+# --- through ferry's supervisor: the log it really writes ----------------------------
+# Killed by SIGKILL after the step-4 checkpoint, then relaunched: one
+# train.log holds both runs, and the exit line lands glued to a bar.
+bash "$GEN_DATASET" valid ds12 12 512x512 >/dev/null || skip_all "gen_dataset failed"
+"$FERRY" --set dataset.resolution=512 dataset pack ds12 -o ds12.tar >/dev/null || skip_all "pack failed"
+lroot=$tmpdir/lroot
+t_ok "push to a local target" "$FERRY" remote push --target "local:$lroot" --job sj ds12.tar
+t_ok "render for that job" "$FERRY" --set remote.root="$lroot" recipe render flux-schnell-lora --job sj --name sj --steps 8 --captions ds12 -o sj.json
+printf 'FERRY_STANDIN_SIGNAL_AT=5:9\nFERRY_STANDIN_FAULT_ONCE=%s/sj-fault\n' "$tmpdir" >sj.env
+t_ok "launch it under the supervisor" "$FERRY" remote launch --target "local:$lroot" --job sj --config sj.json --env-file sj.env --heartbeat 1 -- python3 "$trainer" config.json
+for _ in $(seq 150); do [ -f "$lroot/sj/state/exit" ] && break; sleep 0.2; done
+t_ok "scan-log the supervisor's log" "$FERRY" recipe scan-log --json "$lroot/sj/train.log"
+t_eq "killed (137), the bar at 4 of 8" "$(pyq "$T_OUT" '(d["phase"], d["failure"]["code"], d["exit_status"], d["step"], d["total"])')" "('failed', 'killed', 137, 4, 8)"
+t_eq "the step-4 checkpoint" "$(pyq "$T_OUT" '[(c["step"], c["final"]) for c in d["checkpoints"]]')" "[(4, False)]"
+t_ok "outputs of the killed run" "$FERRY" recipe outputs --json "$lroot/sj/output"
+t_eq "what a resume needs" "$(pyq "$T_OUT" 'd["resume"]')" "['sj/sj_000000004.safetensors', 'sj/optimizer.pt']"
+t_ok "relaunch" "$FERRY" remote launch --target "local:$lroot" --job sj --config sj.json --env-file sj.env --heartbeat 1 -- python3 "$trainer" config.json
+t_ok "follow it to the end" "$FERRY" remote logs --target "local:$lroot" --job sj -f
+t_ok "scan-log both runs" "$FERRY" recipe scan-log --json "$lroot/sj/train.log"
+t_eq "done, resumed from 4, exit 0" "$(pyq "$T_OUT" '(d["phase"], d["failure"], d["resumed_from"], d["exit_status"], d["step"])')" "('done', None, 4, 0, 8)"
+
 # --- scan-log on failures -------------------------------------------------------------
 # a fresh output folder each: the first run's final LoRA would be resumed from
 sed "s#$tmpdir/out#$tmpdir/out-oom#" first.json >oom.json
