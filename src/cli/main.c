@@ -30,6 +30,8 @@ static const struct cli_command commands[] = {
 	{ "remote", cmd_remote, "wait for, push to, launch on, watch and pull from a target",
 	  cmd_remote_usage },
 	{ "ssh", cmd_ssh, "an interactive shell on a target, in a job's folder", cmd_ssh_usage },
+	{ "recipe", cmd_recipe, "list, show and render trainer recipes; read logs and outputs",
+	  cmd_recipe_usage },
 	{ "sim", cmd_sim, "serve a simulated Vast.ai API (market, instances, faults)",
 	  cmd_sim_usage },
 	{ "config", cmd_config, "print every effective setting and where it came from",
@@ -42,9 +44,9 @@ static const char main_usage[] =
 	"usage: ferry [--config FILE] [--set KEY=VALUE]... [-v|-q] COMMAND [ARGS]\n"
 	"\n"
 	"ferry trains LoRA models on rented GPUs. Built so far: the dataset pipeline,\n"
-	"the Vast.ai market (search, ranking, renting, and a simulator) and remote\n"
-	"execution (upload, detached training, logs, pull). Recipes, the job queue and\n"
-	"publishing are not built yet; commands for them will appear when they are.\n"
+	"the Vast.ai market (search, ranking, renting, and a simulator), remote\n"
+	"execution (upload, detached training, logs, pull) and trainer recipes. The\n"
+	"job queue and publishing are not built yet; commands for them will appear.\n"
 	"\n"
 	"Global options:\n"
 	"  --config FILE      read settings from FILE instead of $XDG_CONFIG_HOME/ferry/config\n"

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "str.h"
+
 static int json_flags(int pretty)
 {
 	return JSON_SORT_KEYS | (pretty ? JSON_INDENT(2) : JSON_COMPACT);
@@ -48,4 +50,16 @@ long long json_int(const json_t *obj, const char *key, long long dflt)
 	const json_t *v = json_object_get(obj, key);
 
 	return json_is_integer(v) ? (long long)json_integer_value(v) : dflt;
+}
+
+json_t *json_string_escaped(const char *s)
+{
+	struct buf b = BUF_INIT;
+	json_t *v;
+
+	buf_init(&b);
+	str_escape(s, &b);
+	v = json_string(b.data);
+	buf_release(&b);
+	return v;
 }

@@ -17,5 +17,8 @@ void json_print(FILE *f, const json_t *v, int pretty);
 int json_parse(const char *data, size_t len, const char *what, json_t **out, struct err *e);
 const char *json_str(const json_t *obj, const char *key, const char *dflt);
 long long json_int(const json_t *obj, const char *key, long long dflt);
+/* Text from outside (a log line, a file name) as a JSON string: bytes that
+ * are not UTF-8, and control characters, written as \xNN (str_escape). */
+json_t *json_string_escaped(const char *s);
 
 #endif

@@ -465,6 +465,46 @@ static char *ds_trigger_from_info(const json_t *info)
 	return NULL;
 }
 
+size_t ds_read_captions(const struct ds_dataset *ds, struct strv *out)
+{
+	struct buf text = BUF_INIT;
+	size_t n = 0;
+
+	buf_init(&text);
+	for (size_t i = 0; i < ds->nfiles; i++) {
+		const struct ds_file *img = &ds->files[i];
+
+		if (img->role != DS_ROLE_IMAGE || img->pair < 0)
+			continue;
+		buf_reset(&text);
+		/* An unreadable or oversized caption is `dataset check`'s to report. */
+		if (fsx_read_file(ds->files[img->pair].abs, &text, DS_CAPTION_MAX, NULL))
+			continue;
+		if (str_utf8_valid(text.data, text.len) && !memchr(text.data, '\0', text.len)) {
+			strv_push(out, text.data);
+			n++;
+		}
+	}
+	buf_release(&text);
+	return n;
+}
+
+char *ds_info_trigger(const struct ds_dataset *ds)
+{
+	int idx = ds_find(ds, DS_INFO_NAME);
+	struct buf text = BUF_INIT;
+	json_t *info = NULL;
+	char *trigger = NULL;
+
+	buf_init(&text);
+	if (idx >= 0 && !fsx_read_file(ds->files[idx].abs, &text, DS_CAPTION_MAX, NULL) &&
+	    !json_parse(text.data, text.len, DS_INFO_NAME, &info, NULL))
+		trigger = ds_trigger_from_info(info);
+	json_decref(info);
+	buf_release(&text);
+	return trigger;
+}
+
 static bool ds_text_blank(const char *s)
 {
 	for (; s && *s; s++)

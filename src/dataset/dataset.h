@@ -11,6 +11,7 @@
 
 #include "common/err.h"
 #include "common/sha256.h"
+#include "common/str.h"
 #include "config/config.h"
 #include "dataset/image.h"
 
@@ -97,6 +98,13 @@ json_t *ds_report_json(const struct ds_dataset *ds);
 void ds_report_print(const struct ds_dataset *ds, FILE *f);
 /* Index of the file with this relative path, or -1. */
 int ds_find(const struct ds_dataset *ds, const char *rel);
+/* The captions of the images, in file order, read without checking the
+ * images: each image's same-stem caption that is valid UTF-8, has no NUL
+ * and is at most DS_CAPTION_MAX bytes, as it is on disk. For sample
+ * prompts, which need the words and not a verdict. Returns how many. */
+size_t ds_read_captions(const struct ds_dataset *ds, struct strv *out);
+/* The trigger word dataset_info.json names (caller frees), or NULL. */
+char *ds_info_trigger(const struct ds_dataset *ds);
 /* Whether a caption mentions the trigger (as a word) or the [trigger] token. */
 bool ds_caption_has_trigger(const char *caption, const char *trigger);
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+
 #define GB 1000000000ull
 #define MB 1000000ull
 
@@ -10,6 +11,24 @@
  * CLIP, VAE) are about 34 GB; a rank-16 LoRA is 172 MB and its adamw8bit
  * optimizer state about as much; ostris/aitoolkit images are built on
  * CUDA 13.0, which needs a host driver of 580 or newer. */
+#define AITK_WRITTEN_FOR "ai-toolkit 0.12.26 (commit 27a03a9), ostris/aitoolkit of that version"
+
+/* The image runs ai-toolkit headless from its checkout; the stand-in runs
+ * anywhere, from ferry's source tree. */
+#define AITK_LAUNCH \
+	{ .what = "ai-toolkit in the ostris/aitoolkit image", .workdir = "/app/ai-toolkit", \
+	  .argv = { "python", "run.py", NULL } }
+#define STANDIN_LAUNCH \
+	{ .what = "ferry's trainer stand-in (a path in ferry's source tree; trains nothing)", \
+	  .workdir = NULL, .argv = { "python3", "examples/trainer/run.py", NULL } }
+
+/* Set for every recipe: unbuffered output reaches the log as printed, and
+ * hf_xet, whose downloads hang silently (ai-toolkit #907, #806), is off. */
+#define AITK_ENV_COMMON \
+	{ "PYTHONUNBUFFERED", "1", false, "progress reaches the log as it is printed" }, \
+	{ "HF_HUB_DISABLE_XET", "1", false, \
+	  "hf_xet downloads hang silently (ai-toolkit #907, #806); plain HTTP does not" }
+
 static const struct recipe recipes[] = {
 	{
 		.name = "flux-dev-lora",
@@ -25,6 +44,18 @@ static const struct recipe recipes[] = {
 		.default_save_every = 250,
 		.speed_factor = 1.0,
 		.needs_hf_token = true,
+		.written_for = AITK_WRITTEN_FOR,
+		.guidance_scale = 4,
+		.sample_steps = 20,
+		.launch = AITK_LAUNCH,
+		.standin = STANDIN_LAUNCH,
+		.env = {
+			{ "HF_TOKEN", NULL, true,
+			  "FLUX.1-dev is gated: a Hugging Face token of an account that accepted "
+			  "its licence" },
+			AITK_ENV_COMMON,
+		},
+		.nenv = 3,
 	},
 	{
 		.name = "flux-schnell-lora",
@@ -40,6 +71,14 @@ static const struct recipe recipes[] = {
 		.default_save_every = 250,
 		.speed_factor = 1.0,
 		.needs_hf_token = false,
+		.assistant_lora = "ostris/FLUX.1-schnell-training-adapter",
+		.written_for = AITK_WRITTEN_FOR,
+		.guidance_scale = 1,
+		.sample_steps = 4,
+		.launch = AITK_LAUNCH,
+		.standin = STANDIN_LAUNCH,
+		.env = { AITK_ENV_COMMON },
+		.nenv = 2,
 	},
 };
 
@@ -62,7 +101,9 @@ const char *recipe_names(void)
 	static char names[256];
 	size_t used = 0;
 
-	for (size_t i = 0; !names[0] && i < sizeof(recipes) / sizeof(recipes[0]); i++) {
+	if (names[0])
+		return names;
+	for (size_t i = 0; i < sizeof(recipes) / sizeof(recipes[0]); i++) {
 		int n = snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
 				 recipes[i].name);
 
@@ -93,4 +134,11 @@ double recipe_disk_gb(const struct recipe *r, unsigned long long dataset_bytes,
 				   r->lora_bytes + 10 * GB;
 
 	return (double)bytes / (double)GB;
+}
+
+void recipe_launch_argv(const struct recipe_launch *l, const char *config_path, struct strv *out)
+{
+	for (size_t i = 0; l->argv[i]; i++)
+		strv_push(out, l->argv[i]);
+	strv_push(out, config_path);
 }

@@ -1,17 +1,40 @@
-/* Trainer recipes: what each one trains and what it needs from a machine.
- * Config rendering, log scanning and output discovery come with issue 5;
- * for now a recipe tells the market what to look for. */
+/* Trainer recipes: what each one trains, what it needs from a machine, how
+ * its trainer is started and which environment it wants. Rendering its
+ * config is render.h, reading its log scan.h, finding its outputs
+ * outputs.h (docs/recipes.md). */
 #ifndef FERRY_RECIPE_H
 #define FERRY_RECIPE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/str.h"
+
+/* How a trainer is started: in `workdir` (NULL: the job root), `argv`
+ * followed by the config's absolute path. */
+struct recipe_launch {
+	const char *what;           /* "ai-toolkit in the ostris/aitoolkit image" */
+	const char *workdir;
+	const char *argv[4];        /* NULL-terminated */
+};
+
+/* An environment variable the trainer reads. */
+struct recipe_env {
+	const char *name;
+	const char *value;          /* what ferry sets; NULL: the user's (a secret) */
+	bool required;              /* the run fails without it */
+	const char *why;
+};
+
+#define RECIPE_MAX_ENV 4
+
 struct recipe {
 	const char *name;           /* "flux-dev-lora" */
 	const char *summary;
 	const char *base_model;     /* Hugging Face repo */
-	const char *image;          /* trainer image, pinned */
+	const char *assistant_lora; /* schnell's training adapter, or NULL */
+	const char *image;          /* trainer image */
+	const char *written_for;    /* the trainer version the config follows */
 	double vram_gb;             /* per GPU */
 	double cuda_min;            /* the image's CUDA runtime */
 	const char *driver_min;     /* host driver the image's CUDA needs */
@@ -21,6 +44,15 @@ struct recipe {
 	unsigned default_save_every;        /* steps between checkpoints */
 	double speed_factor;        /* step time relative to the speed table's workload */
 	bool needs_hf_token;        /* gated base model */
+
+	/* Sampling, as the model's own example sets it. */
+	double guidance_scale;
+	unsigned sample_steps;
+
+	struct recipe_launch launch;        /* on a rented machine */
+	struct recipe_launch standin;       /* in tests: examples/trainer/run.py */
+	struct recipe_env env[RECIPE_MAX_ENV];
+	size_t nenv;
 };
 
 /* The recipe called `name`, or NULL. */
@@ -36,5 +68,7 @@ double recipe_disk_gb(const struct recipe *r, unsigned long long dataset_bytes,
 /* Bytes pulled after training ends (the final LoRA, its optimizer state,
  * the last samples); checkpoints come home while it runs. */
 unsigned long long recipe_download_bytes(const struct recipe *r, unsigned long long steps);
+/* The command that starts the trainer on `config_path`, appended to `out`. */
+void recipe_launch_argv(const struct recipe_launch *l, const char *config_path, struct strv *out);
 
 #endif
