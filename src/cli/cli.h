@@ -59,6 +59,8 @@ int cmd_whoami(struct cli *cli, int argc, char **argv);
 int cmd_sim(struct cli *cli, int argc, char **argv);
 int cmd_remote(struct cli *cli, int argc, char **argv);
 int cmd_ssh(struct cli *cli, int argc, char **argv);
+int cmd_store(struct cli *cli, int argc, char **argv);
+int cmd_publish(struct cli *cli, int argc, char **argv);
 
 extern const char cmd_config_usage[];
 extern const char cmd_dataset_usage[];
@@ -71,5 +73,7 @@ extern const char cmd_whoami_usage[];
 extern const char cmd_sim_usage[];
 extern const char cmd_remote_usage[];
 extern const char cmd_ssh_usage[];
+extern const char cmd_store_usage[];
+extern const char cmd_publish_usage[];
 
 #endif

@@ -30,6 +30,10 @@ static const struct cli_command commands[] = {
 	{ "remote", cmd_remote, "wait for, push to, launch on, watch and pull from a target",
 	  cmd_remote_usage },
 	{ "ssh", cmd_ssh, "an interactive shell on a target, in a job's folder", cmd_ssh_usage },
+	{ "store", cmd_store, "put, get, list, remove and presign artifacts (dir, R2, S3)",
+	  cmd_store_usage },
+	{ "publish", cmd_publish, "upload a job's artifacts and its result.json",
+	  cmd_publish_usage },
 	{ "sim", cmd_sim, "serve a simulated Vast.ai API (market, instances, faults)",
 	  cmd_sim_usage },
 	{ "config", cmd_config, "print every effective setting and where it came from",
@@ -43,8 +47,9 @@ static const char main_usage[] =
 	"\n"
 	"ferry trains LoRA models on rented GPUs. Built so far: the dataset pipeline,\n"
 	"the Vast.ai market (search, ranking, renting, and a simulator) and remote\n"
-	"execution (upload, detached training, logs, pull). Recipes, the job queue and\n"
-	"publishing are not built yet; commands for them will appear when they are.\n"
+	"execution (upload, detached training, logs, pull), and the artifact store and\n"
+	"publishing (a folder, R2 or S3). Recipes and the job queue are not built yet;\n"
+	"commands for them will appear when they are.\n"
 	"\n"
 	"Global options:\n"
 	"  --config FILE      read settings from FILE instead of $XDG_CONFIG_HOME/ferry/config\n"
