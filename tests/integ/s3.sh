@@ -25,7 +25,7 @@
 #     AWS_ENDPOINT_URL       the proxy, http://127.0.0.1:PORT (path style)
 #     AWS_ACCESS_KEY_ID      random per run; the only key the proxy accepts
 #     AWS_SECRET_ACCESS_KEY  random per run
-#     AWS_REGION             us-east-1 (the proxy also takes R2's "auto")
+#     AWS_REGION             us-east-1, the only region the proxy takes
 #     FERRY_S3_BUCKET        ferry-test, already made
 #     S3_WORLD_DIR           $tmpdir/s3: data/ (s3rver's files), spool/,
 #                            requests.log, proxy.err, s3rver.out, aws/

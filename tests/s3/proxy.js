@@ -20,7 +20,7 @@
 //
 // Usage: node proxy.js --upstream http://127.0.0.1:PORT --credentials FILE
 //          --port-file FILE --log FILE --spool DIR [--data-dir DIR]
-//          [--region us-east-1] [--min-part-size 5242880]
+//          [--region us-east-1[,auto...]] [--min-part-size 5242880]
 // FILE for --credentials holds "ACCESS_KEY_ID SECRET" lines. The proxy listens
 // on 127.0.0.1, port 0, and writes the port it got to --port-file.
 'use strict';
@@ -67,6 +67,7 @@ function parseArgs(argv) {
     if (!opts[need]) throw new Error(`missing --${need.replace(/[A-Z]/g, c => '-' + c.toLowerCase())}`);
   }
   opts.minPartSize = Number(opts.minPartSize);
+  opts.regions = opts.region.split(',');
   const up = new URL(opts.upstream);
   opts.upHost = up.hostname;
   opts.upPort = Number(up.port);
@@ -288,9 +289,9 @@ function authenticate(opts, req, rawPath, pairs) {
   if (amzDate.slice(0, 8) !== scope[1]) {
     throw new S3Error(400, 'AuthorizationHeaderMalformed', `The authorization header is malformed; Invalid credential date "${scope[1]}". This date is not the same as X-Amz-Date: "${amzDate.slice(0, 8)}".`);
   }
-  // R2 takes "auto" and aliases us-east-1 to it; S3 wants its own region.
-  if (scope[2] !== opts.region && scope[2] !== 'auto') {
-    throw new S3Error(400, 'AuthorizationHeaderMalformed', `The authorization header is malformed; the region '${scope[2]}' is wrong; expecting '${opts.region}'`, { Region: opts.region });
+  // S3 wants its own region; R2 takes "auto" and us-east-1 (--region us-east-1,auto).
+  if (!opts.regions.includes(scope[2])) {
+    throw new S3Error(400, 'AuthorizationHeaderMalformed', `The authorization header is malformed; the region '${scope[2]}' is wrong; expecting '${opts.regions[0]}'`, { Region: opts.regions[0] });
   }
   const now = Date.now();
   if (presigned) {
@@ -681,6 +682,9 @@ class Proxy {
       const mine = body.md5.toString('hex');
       if (etag !== mine) process.stderr.write(`proxy: s3rver's ETag ${etag} for part ${ctx.q.partNumber} is not its MD5 ${mine}\n`);
       ctx.upload.parts.set(Number(ctx.q.partNumber), { size: body.size, etag: mine, modified: new Date() });
+    }
+    if (ok && (op === 'PutObject' || op === 'DeleteObject')) {
+      this.composite.delete(`${ctx.bucket}/${ctx.key}`);
     }
     if (ok && (op === 'GetObject' || op === 'HeadObject')) {
       const c = this.composite.get(`${ctx.bucket}/${ctx.key}`);
