@@ -368,8 +368,6 @@ static int http_xfer_start(struct http_xfer *x, const struct http_request *rq,
 		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)rq->stall_s);
 	}
-	if (rq->max_send_bps > 0)
-		curl_easy_setopt(curl, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)rq->max_send_bps);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, http_on_body);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, http_on_header);

@@ -32,7 +32,6 @@ struct http_request {
 	int reply_fd;
 	int timeout_s;               /* whole exchange; 0: 60; negative: no limit */
 	int stall_s;                 /* > 0: give up when no byte moved for this long */
-	long long max_send_bps;      /* > 0: send at most this many bytes a second */
 	size_t max_reply;            /* bytes of reply kept; 0: 32 MiB */
 };
 
