@@ -64,6 +64,11 @@
 #   read, e.g. `aws_s3 s3 ls s3://$FERRY_S3_BUCKET/` or `aws_s3 s3api
 #   list-parts ...`. Environment set before the call (AWS_MAX_ATTEMPTS=1,
 #   AWS_SECRET_ACCESS_KEY=wrong) applies.
+#
+# Also: tests/s3/botoreq.py sends one request signed by botocore and then bent
+# on purpose (a body other than the signed one, an unsigned header, a skewed
+# clock) or prints a presigned URL; GET $AWS_ENDPOINT_URL/__proxy/uploads lists
+# the open multipart uploads and their parts as JSON, /__proxy/log the log.
 
 if [ -n "${_S3_SH_LOADED:-}" ]; then
 	return 0

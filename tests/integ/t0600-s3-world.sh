@@ -133,6 +133,10 @@ t_ok "botocore presigns a PUT" botoreq --presign 300 PUT "/$B/presigned-put"
 t_eq "curl -T uploads with it" "$(http_code "$(cat "$T_OUT")" -T "$D/other")" 200
 aws_s3 s3 cp --only-show-errors "s3://$B/presigned-put" "$D/put.back" 2>&1
 t_eq "what it uploaded is there" "$(sha "$D/put.back")" "$(sha "$D/other")"
+botoreq --presign 300 PUT "/$B/too-large" >"$D/url"
+t_eq "a PUT that announces 5 GiB + 1 byte is refused at once" \
+	"$(http_code "$(cat "$D/url")" -X PUT -H 'Content-Length: 5368709121' -H 'Expect: 100-continue' --data-binary '')" 400
+t_match "EntityTooLarge" "$(cat "$D/curl.out")" '<Code>EntityTooLarge</Code>'
 
 # --- Content-MD5 ------------------------------------------------------------------
 t_refused "a wrong Content-MD5 is BadDigest" 'BadDigest' \

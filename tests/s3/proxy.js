@@ -33,6 +33,7 @@ const path = require('path');
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
 const MAX_SKEW_MS = 15 * 60 * 1000;
 const MAX_PARTS = 10000;
+const MAX_PUT_BYTES = 5 * 1024 * 1024 * 1024; // one PutObject or part, S3 and R2
 // Query parameters that carry a presigned request's authentication.
 const AUTH_QUERY = new Set([
   'x-amz-algorithm', 'x-amz-credential', 'x-amz-date', 'x-amz-expires',
@@ -491,6 +492,12 @@ class Proxy {
           ArgumentName: 'partNumber', ArgumentValue: n,
         });
       }
+    }
+    const declared = Number(req.headers['content-length'] || 0);
+    if ((op === 'UploadPart' || op === 'PutObject') && declared > MAX_PUT_BYTES) {
+      throw new S3Error(400, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', {
+        ProposedSize: declared, MaxSizeAllowed: MAX_PUT_BYTES,
+      });
     }
     const md5Header = req.headers['content-md5'];
     let wantMd5 = null;
