@@ -261,13 +261,15 @@ static int cmd_store_ls(struct cli *cli, int argc, char **argv)
 		json_decref(j);
 	} else if (!rc) {
 		for (size_t i = 0; i < n; i++) {
-			struct buf k = BUF_INIT;
+			struct buf k = BUF_INIT, t = BUF_INIT;
 
 			buf_init(&k);
+			buf_init(&t);
 			str_escape(v[i].key, &k);
-			printf("%12llu  %-20s  %s\n", (unsigned long long)v[i].size,
-			       v[i].last_modified, k.data);
+			str_escape(v[i].last_modified, &t);
+			printf("%12llu  %-24s  %s\n", (unsigned long long)v[i].size, t.data, k.data);
 			buf_release(&k);
+			buf_release(&t);
 		}
 	}
 	s3_entries_free(v, n);
@@ -354,6 +356,7 @@ int cmd_store(struct cli *cli, int argc, char **argv)
 
 struct publish_view {
 	struct store_bar bar;
+	struct buf name;   /* the file's name, escaped: names may hold anything */
 	bool quiet;
 };
 
@@ -361,20 +364,16 @@ static void publish_on_file(void *arg, const char *rel, const struct store_put_r
 {
 	struct publish_view *v = arg;
 
-	v->bar.label = rel;
+	buf_reset(&v->name);
+	str_escape(rel, &v->name);
+	v->bar.label = v->name.data;
 	v->bar.t0 = clock_mono_ms();
 	if (!res)
 		return;
 	store_bar_end(&v->bar);
-	if (!v->quiet) {
-		struct buf b = BUF_INIT;
-
-		buf_init(&b);
-		str_escape(rel, &b);
-		printf("%s %s (%llu bytes)\n", res->skipped ? "already there" : "published", b.data,
-		       (unsigned long long)res->size);
-		buf_release(&b);
-	}
+	if (!v->quiet)
+		printf("%s %s (%llu bytes)\n", res->skipped ? "already there" : "published",
+		       v->name.data, (unsigned long long)res->size);
 }
 
 int cmd_publish(struct cli *cli, int argc, char **argv)
@@ -395,6 +394,7 @@ int cmd_publish(struct cli *cli, int argc, char **argv)
 	if (!a.prefix)
 		return cli_usage("publish", "give --prefix P (such as jobs/JOB)");
 	view.quiet = a.json;
+	buf_init(&view.name);
 	po = (struct publish_opts){ .dir = argv[optind], .prefix = a.prefix,
 				    .with_optimizer = a.with_optimizer, .pg = &pg,
 				    .on_file = publish_on_file, .arg = &view };
@@ -418,5 +418,6 @@ int cmd_publish(struct cli *cli, int argc, char **argv)
 		putchar('\n');
 	}
 	json_decref(result);
+	buf_release(&view.name);
 	return store_finish(rc, &e, s);
 }

@@ -381,6 +381,16 @@ static int http_xfer_start(struct http_xfer *x, const struct http_request *rq,
 	return 0;
 }
 
+/* Free an exchange's handle and header list. */
+static void http_xfer_drop(struct http_xfer *x)
+{
+	if (x->curl)
+		curl_easy_cleanup(x->curl);
+	curl_slist_free_all(x->hdrs);
+	x->curl = NULL;
+	x->hdrs = NULL;
+}
+
 /* Read what became of an exchange that curl ended with cc, and free its
  * handle. Returns like http_send. */
 static int http_xfer_finish(struct http_xfer *x, CURLcode cc, enum http_outcome *how,
@@ -421,10 +431,7 @@ static int http_xfer_finish(struct http_xfer *x, CURLcode cc, enum http_outcome 
 			    x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc));
 		log_debug("%s %s: %s", rq->method, shown, e ? e->msg : curl_easy_strerror(cc));
 	}
-	curl_easy_cleanup(x->curl);
-	curl_slist_free_all(x->hdrs);
-	x->curl = NULL;
-	x->hdrs = NULL;
+	http_xfer_drop(x);
 	if (how)
 		*how = outcome;
 	return r;
@@ -437,9 +444,7 @@ int http_send(const struct http_request *rq, struct http_response *rs,
 	int r = http_xfer_start(&x, rq, rs, e);
 
 	if (r) {
-		if (x.curl)
-			curl_easy_cleanup(x.curl);
-		curl_slist_free_all(x.hdrs);
+		http_xfer_drop(&x);
 		if (how)
 			*how = HTTP_REFUSED;
 		return r;
@@ -555,8 +560,7 @@ void http_multi_free(struct http_multi *m)
 		return;
 	for (size_t i = 0; i < m->running; i++) {
 		curl_multi_remove_handle(m->m, m->x[i]->curl);
-		curl_easy_cleanup(m->x[i]->curl);
-		curl_slist_free_all(m->x[i]->hdrs);
+		http_xfer_drop(m->x[i]);
 		free(m->x[i]);
 	}
 	free(m->x);
@@ -573,9 +577,7 @@ int http_multi_add(struct http_multi *m, const struct http_request *rq,
 	if (!r && curl_multi_add_handle(m->m, x->curl) != CURLM_OK)
 		r = err_set(e, ERR_IO, "cannot start an HTTP exchange");
 	if (r) {
-		if (x->curl)
-			curl_easy_cleanup(x->curl);
-		curl_slist_free_all(x->hdrs);
+		http_xfer_drop(x);
 		free(x);
 		return r;
 	}

@@ -122,6 +122,11 @@ int publish_dir(struct store *s, const struct publish_opts *o, json_t **result,
 	res = json_pack("{s:i, s:s, s:s, s:s, s:s, s:o, s:o}", "version", 1, "prefix", prefix,
 			"store", store_kind_name(s), "location", store_location(s),
 			"published_at", when, "files", published, "skipped", skipped);
+	if (!res) {
+		r = err_set(e, ERR_FORMAT, "cannot describe the publish: %s is not UTF-8",
+			    store_location(s));
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const char *rel = files[i].key, *why = NULL;
 		struct store_put_result pr;

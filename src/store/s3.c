@@ -400,7 +400,7 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 		long long now = clock_mono_ms(), soonest = now + 50;
 		enum http_outcome how = HTTP_ANSWERED;
 		struct s3_job *j;
-		bool again = false;
+		bool again = false, held = false;
 		void *tag;
 		int jr;
 
@@ -421,8 +421,10 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 					r = jr;
 					goto out;
 				}
-				if (jr == 0)
+				if (jr == 0) {
+					held = true;
 					break;
+				}
 				if (jr == -1) {
 					j->state = S3_JOB_DONE;
 					finished++;
@@ -445,13 +447,14 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 		if (finished == n)
 			break;
 		if (!running) {
-			/* Waiting for a retry's time or for `ready`. */
-			http_sleep_ms(soonest > now ? (soonest - now < 50 ? soonest - now : 50) : 5);
+			/* Waiting for `ready` (soon: a part being hashed) or for a
+			 * retry's time. */
+			http_sleep_ms(held ? 5 : soonest > now ? soonest - now : 5);
 			s3_run_progress(o, jobs, n, bytes_done, &last, false);
 			continue;
 		}
 		err_clear(&je);
-		jr = http_multi_next(m, 50, &tag, &how, &je);
+		jr = http_multi_next(m, held ? 5 : 50, &tag, &how, &je);
 		s3_run_progress(o, jobs, n, bytes_done, &last, false);
 		if (!tag)
 			continue;

@@ -377,11 +377,12 @@ static void test_publish_to_dir(void **state)
 		assert_int_not_equal(access(cfgcopy, F_OK), 0);
 		free(cfgcopy);
 	}
-	po.prefix = "";
-	assert_int_equal(publish_dir(s, &po, &res, &e), ERR_USAGE);
-
 	json_decref(stored);
 	json_decref(res);
+	po.prefix = "";
+	assert_int_equal(publish_dir(s, &po, &res, &e), ERR_USAGE);
+	assert_null(res);
+
 	buf_release(&text);
 	store_close(s);
 	config_free(cfg);
