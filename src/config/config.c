@@ -86,7 +86,7 @@ const struct config_setting config_table[] = {
 	{ "s3.path_style", CONFIG_BOOL, "true", NULL, NULL,
 	  "address the bucket as ENDPOINT/BUCKET/KEY (R2, local servers); false: "
 	  "BUCKET.HOST/KEY" },
-	{ "s3.part_size_mb", CONFIG_INT, "8", NULL, NULL,
+	{ "s3.part_size_mb", CONFIG_INT, "16", NULL, NULL,
 	  "smallest multipart part in MiB (at least 5); a file above 10,000 parts gets "
 	  "larger ones" },
 	{ "s3.multipart_mb", CONFIG_INT, "16", NULL, NULL,

@@ -17,7 +17,7 @@
 #include "common/sha256.h"
 #include "common/xalloc.h"
 
-#define S3_DEFAULT_PART (8 * S3_MIB)
+#define S3_DEFAULT_PART (16 * S3_MIB)
 #define S3_DEFAULT_MULTIPART (16 * S3_MIB)
 #define S3_PROGRESS_MS 100
 

@@ -33,7 +33,7 @@ struct s3_opts {
 	int timeout_s;             /* 0: 60 */
 	int tries;                 /* 0: 5 */
 	long backoff_ms;           /* first retry delay; 0: 250 */
-	uint64_t part_size;        /* smallest part; 0: 8 MiB (at least 5 MiB) */
+	uint64_t part_size;        /* smallest part; 0: 16 MiB (at least 5 MiB) */
 	uint64_t multipart_above;  /* 0: 16 MiB */
 	int parallel;              /* parts in flight, 1..4; 0: 4 */
 	const char *upload_state;  /* folder for the records of resumable uploads */

@@ -622,6 +622,36 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 			memcpy(res->sha256, rec.sha256, sizeof(res->sha256));
 		}
 	}
+	if (!u.upload_id)
+		u.part_size = s3_part_size(u.size, o->part_size);
+	u.nparts = (unsigned)((u.size + u.part_size - 1) / u.part_size);
+	res->multipart = true;
+	res->parts = u.nparts;
+	res->part_size = u.part_size;
+	u.parts = xcalloc(u.nparts, sizeof(*u.parts));
+	u.jobs = xcalloc(u.nparts, sizeof(*u.jobs));
+	for (unsigned i = 0; i < u.nparts; i++) {
+		u.parts[i].off = (uint64_t)i * u.part_size;
+		u.parts[i].len = i + 1 < u.nparts ? u.part_size : u.size - u.parts[i].off;
+	}
+	for (size_t k = 0; k < nlisted; k++) {
+		struct up_part *p;
+
+		if (listed[k].number < 1 || listed[k].number > u.nparts)
+			continue;
+		p = &u.parts[listed[k].number - 1];
+		p->listed = true;
+		p->listed_size = listed[k].size;
+		snprintf(p->listed_etag, sizeof(p->listed_etag), "%s", listed[k].etag);
+	}
+	/* The parts' digests need no UploadId: on a new upload they are worked
+	 * out on the other core while this one hashes the whole file, when
+	 * the network has nothing to do yet. */
+	if (pthread_create(&u.hasher, NULL, up_hasher, &u)) {
+		r = err_set(e, ERR_IO, "cannot start a thread to hash %s", path);
+		goto out; /* nothing created yet; a resumed upload stays resumable */
+	}
+	u.hasher_started = true;
 	if (!u.upload_id) {
 		if (known_sha) {
 			memcpy(res->sha256, known_sha, sizeof(res->sha256));
@@ -633,7 +663,6 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 				goto out;
 			memcpy(res->sha256, d.sha256, sizeof(res->sha256));
 		}
-		u.part_size = s3_part_size(u.size, o->part_size);
 		r = up_create(&u, res->sha256, e);
 		if (r)
 			goto out;
@@ -647,18 +676,10 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 				goto fail;
 		}
 	}
-	u.nparts = (unsigned)((u.size + u.part_size - 1) / u.part_size);
-	res->multipart = true;
-	res->parts = u.nparts;
-	res->part_size = u.part_size;
-	u.parts = xcalloc(u.nparts, sizeof(*u.parts));
-	u.jobs = xcalloc(u.nparts, sizeof(*u.jobs));
 	for (unsigned i = 0; i < u.nparts; i++) {
 		struct up_part *p = &u.parts[i];
 		struct s3_job *j = &u.jobs[i];
 
-		p->off = (uint64_t)i * u.part_size;
-		p->len = i + 1 < u.nparts ? u.part_size : u.size - p->off;
 		snprintf(p->number, sizeof(p->number), "%u", i + 1);
 		p->query[0] = (struct sigv4_param){ "partNumber", p->number };
 		p->query[1] = (struct sigv4_param){ "uploadId", u.upload_id };
@@ -672,21 +693,6 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 		j->arg = &u;
 		j->bytes = p->len;
 	}
-	for (size_t k = 0; k < nlisted; k++) {
-		struct up_part *p;
-
-		if (listed[k].number < 1 || listed[k].number > u.nparts)
-			continue;
-		p = &u.parts[listed[k].number - 1];
-		p->listed = true;
-		p->listed_size = listed[k].size;
-		snprintf(p->listed_etag, sizeof(p->listed_etag), "%s", listed[k].etag);
-	}
-	if (pthread_create(&u.hasher, NULL, up_hasher, &u)) {
-		r = err_set(e, ERR_IO, "cannot start a thread to hash %s", path);
-		goto fail;
-	}
-	u.hasher_started = true;
 	{
 		struct s3_run_opts ro = { .ready = up_part_ready, .arg = &u, .pg = pg,
 					  .phase = "uploading", .total = u.size };
