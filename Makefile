@@ -28,6 +28,7 @@ bench: build
 	bench/pack.sh
 	bench/offers.sh
 	bench/transfer.sh
+	bench/store.sh
 
 demo: build
 	@scripts/demo.sh

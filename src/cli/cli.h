@@ -60,6 +60,8 @@ int cmd_sim(struct cli *cli, int argc, char **argv);
 int cmd_remote(struct cli *cli, int argc, char **argv);
 int cmd_ssh(struct cli *cli, int argc, char **argv);
 int cmd_recipe(struct cli *cli, int argc, char **argv);
+int cmd_store(struct cli *cli, int argc, char **argv);
+int cmd_publish(struct cli *cli, int argc, char **argv);
 
 extern const char cmd_config_usage[];
 extern const char cmd_dataset_usage[];
@@ -73,5 +75,7 @@ extern const char cmd_sim_usage[];
 extern const char cmd_remote_usage[];
 extern const char cmd_ssh_usage[];
 extern const char cmd_recipe_usage[];
+extern const char cmd_store_usage[];
+extern const char cmd_publish_usage[];
 
 #endif

@@ -32,6 +32,10 @@ static const struct cli_command commands[] = {
 	{ "ssh", cmd_ssh, "an interactive shell on a target, in a job's folder", cmd_ssh_usage },
 	{ "recipe", cmd_recipe, "list, show and render trainer recipes; read logs and outputs",
 	  cmd_recipe_usage },
+	{ "store", cmd_store, "put, get, list, remove and presign artifacts (dir, R2, S3)",
+	  cmd_store_usage },
+	{ "publish", cmd_publish, "upload a job's artifacts and its result.json",
+	  cmd_publish_usage },
 	{ "sim", cmd_sim, "serve a simulated Vast.ai API (market, instances, faults)",
 	  cmd_sim_usage },
 	{ "config", cmd_config, "print every effective setting and where it came from",
@@ -45,8 +49,9 @@ static const char main_usage[] =
 	"\n"
 	"ferry trains LoRA models on rented GPUs. Built so far: the dataset pipeline,\n"
 	"the Vast.ai market (search, ranking, renting, and a simulator), remote\n"
-	"execution (upload, detached training, logs, pull) and trainer recipes. The\n"
-	"job queue and publishing are not built yet; commands for them will appear.\n"
+	"execution (upload, detached training, logs, pull), trainer recipes, and the\n"
+	"artifact store and publishing (a folder, R2 or S3). The job queue is not\n"
+	"built yet; commands for it will appear when it is.\n"
 	"\n"
 	"Global options:\n"
 	"  --config FILE      read settings from FILE instead of $XDG_CONFIG_HOME/ferry/config\n"

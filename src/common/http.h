@@ -1,33 +1,48 @@
 /* One HTTP exchange over libcurl, with timeouts, a capped reply, retries
  * with exponential backoff and full jitter, and tracing that never shows a
- * secret. Every HTTP client in ferry (Vast API, caption servers) goes
- * through here; each decides what its answers mean. */
+ * secret. Every HTTP client in ferry (Vast API, caption servers, the S3
+ * store) goes through here; each decides what its answers mean. */
 #ifndef FERRY_HTTP_H
 #define FERRY_HTTP_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "err.h"
 
 struct http_request {
-	const char *method;          /* GET, POST, PUT, DELETE */
+	const char *method;          /* GET, HEAD, POST, PUT, DELETE */
 	const char *url;
 	const char *shown;           /* the URL as messages may show it; NULL: url */
 	const char *const *headers;  /* NULL-terminated "Name: value" lines */
 	const char *body;            /* NULL: no body */
 	size_t body_len;
-	int timeout_s;               /* whole exchange; 0: 60 */
+	/* With use_body_fd: the body is body_fd_len bytes of body_fd from
+	 * body_fd_off, read with pread (the fd's own offset is left alone, so
+	 * several requests may share one fd). */
+	bool use_body_fd;
+	int body_fd;
+	uint64_t body_fd_off, body_fd_len;
+	/* With use_reply_fd: a 2xx answer's body is written to reply_fd
+	 * (truncated at the start of each send) instead of kept in memory;
+	 * other answers are kept as usual. */
+	bool use_reply_fd;
+	int reply_fd;
+	int timeout_s;               /* whole exchange; 0: 60; negative: no limit */
+	int stall_s;                 /* > 0: give up when no byte moved for this long */
 	size_t max_reply;            /* bytes of reply kept; 0: 32 MiB */
 };
 
 struct http_response {
 	long status;                 /* 0 when no answer came */
 	struct buf body;
+	struct buf headers;          /* the final answer's header lines, CRLF removed */
 	char content_type[128];      /* "" when the server sent none */
 	long retry_after_s;          /* -1 when the server sent none */
 	int tries;                   /* sends http_do made */
+	uint64_t sent, received;     /* body bytes moved so far by the current send */
 };
 
 /* What happened to a request that got no HTTP answer. */
@@ -40,6 +55,10 @@ enum http_outcome {
 
 void http_response_init(struct http_response *rs);
 void http_response_release(struct http_response *rs);
+/* The value of response header `name` (any case), trimmed, into out;
+ * false when the answer had none. */
+bool http_response_header(const struct http_response *rs, const char *name, char *out,
+			  size_t outsz);
 
 /* Send once. Returns 0 with rs->status set when an answer came back;
  * otherwise ERR_IO, ERR_TIMEOUT or ERR_LIMIT, naming the server, with the
@@ -64,6 +83,29 @@ struct http_retry {
  * prefixed with the number of tries. */
 int http_do(const struct http_request *rq, const struct http_retry *p,
 	    struct http_response *rs, struct err *e);
+
+/* Whether http_do would send again after a send that returned r (with
+ * outcome how) or, when r is 0, answered `status`; tries not counted. For
+ * callers that run their own loop (http_multi). */
+bool http_retryable(const struct http_retry *p, int r, enum http_outcome how, long status);
+
+/* Several exchanges at once through the curl multi interface, on one
+ * thread, sharing connections. Each request (its URL, headers and body)
+ * and response must stay valid until http_multi_next hands back its tag. */
+struct http_multi;
+
+struct http_multi *http_multi_new(void);
+/* Abandons transfers still running. */
+void http_multi_free(struct http_multi *m);
+int http_multi_add(struct http_multi *m, const struct http_request *rq,
+		   struct http_response *rs, void *tag, struct err *e);
+/* Exchanges started and not yet handed back. */
+size_t http_multi_running(const struct http_multi *m);
+/* Wait up to wait_ms for an exchange to end. When one did, *tag is its tag
+ * and the return value, *how and e are what http_send would have given for
+ * it; when none did (or none runs), *tag is NULL and it returns 0. */
+int http_multi_next(struct http_multi *m, int wait_ms, void **tag, enum http_outcome *how,
+		    struct err *e);
 
 /* The wait before try number `attempt + 1` (attempt counts from 1): the
  * server's Retry-After when it sent one (at most 60 s), else a random

@@ -81,6 +81,28 @@ const struct config_setting config_table[] = {
 	  "S3 secret access key" },
 	{ "s3.session_token", CONFIG_SECRET, NULL, "AWS_SESSION_TOKEN", NULL,
 	  "S3 session token" },
+	{ "s3.bucket", CONFIG_STRING, NULL, "FERRY_S3_BUCKET", NULL,
+	  "bucket for artifacts (else r2.bucket, R2_BUCKET_NAME)" },
+	{ "s3.path_style", CONFIG_BOOL, "true", NULL, NULL,
+	  "address the bucket as ENDPOINT/BUCKET/KEY (R2, local servers); false: "
+	  "BUCKET.HOST/KEY" },
+	{ "s3.part_size_mb", CONFIG_INT, "16", NULL, NULL,
+	  "smallest multipart part in MiB (at least 5); a file above 10,000 parts gets "
+	  "larger ones" },
+	{ "s3.multipart_mb", CONFIG_INT, "16", NULL, NULL,
+	  "files larger than this many MiB go up in parts (resumable)" },
+	{ "s3.parallel", CONFIG_INT, "4", NULL, NULL, "parts in flight at once, 1 to 4" },
+	{ "s3.tries", CONFIG_INT, "5", NULL, NULL,
+	  "tries per S3 request or part on 429, 500, 502-504, timeouts and dropped "
+	  "connections" },
+	{ "s3.timeout", CONFIG_INT, "60", NULL, NULL,
+	  "seconds an S3 request may take; for a transfer, seconds without progress" },
+	{ "s3.presign_expires", CONFIG_INT, "604800", NULL, NULL,
+	  "seconds a presigned URL stays valid (1 to 604800, 7 days)" },
+	{ "store.kind", CONFIG_STRING, "dir", "FERRY_STORE", NULL,
+	  "where artifacts are published: dir (a local folder) or s3 (R2 or any S3)" },
+	{ "store.dir", CONFIG_PATH, NULL, "FERRY_STORE_DIR", NULL,
+	  "the dir store's folder (default state_dir/artifacts)" },
 	{ "hf.token", CONFIG_SECRET, NULL, "HF_TOKEN", NULL,
 	  "Hugging Face token, passed to the trainer for gated models" },
 };

@@ -10,12 +10,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/fsx.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -516,6 +519,146 @@ static void test_trace_masks_authorization(void **state)
 	http_response_release(&rs);
 }
 
+/* A body read from a file at an offset (the fd's own offset untouched), an
+ * answer written to a file, the answer's headers, and a HEAD that does not
+ * wait for a body. */
+static void test_file_bodies_and_headers(void **state)
+{
+	char *dir = tu_mkdtemp("http-fd"), *in = fsx_join(dir, "in"), *out = fsx_join(dir, "out");
+	struct http_request rq = rq_for("PUT", "/part");
+	struct http_response rs;
+	struct err e = { 0 };
+	struct buf got = BUF_INIT;
+	char v[64];
+	int fd, ofd;
+
+	tu_write_text(dir, "in", "0123456789abcdefghij");
+	fd = open(in, O_RDONLY);
+	assert_true(fd >= 0);
+	rq.use_body_fd = true;
+	rq.body_fd = fd;
+	rq.body_fd_off = 5;
+	rq.body_fd_len = 10;
+	tu_http_push(srv, &(struct tu_http_reply){ .status = 200,
+						   .headers = "ETag: \"abc\"\r\nX-Two:  b c \r\n" });
+	http_response_init(&rs);
+	assert_int_equal(http_send(&rq, &rs, NULL, &e), 0);
+	assert_string_equal(tu_http_req(srv, 0)->method, "PUT");
+	assert_string_equal(tu_http_req(srv, 0)->body, "56789abcde");
+	assert_int_equal(rs.sent, 10);
+	assert_int_equal(lseek(fd, 0, SEEK_CUR), 0);
+	assert_true(http_response_header(&rs, "etag", v, sizeof(v)));
+	assert_string_equal(v, "\"abc\"");
+	assert_true(http_response_header(&rs, "x-two", v, sizeof(v)));
+	assert_string_equal(v, "b c");
+	assert_false(http_response_header(&rs, "x-tw", v, sizeof(v)));
+	/* A file shorter than promised is a local failure, not sent again. */
+	rq.body_fd_len = 100;
+	{
+		enum http_outcome how;
+
+		assert_int_equal(http_send(&rq, &rs, &how, &e), ERR_IO);
+		assert_int_equal(how, HTTP_REFUSED);
+	}
+	close(fd);
+
+	/* A 2xx answer goes to the file (emptied first); an error stays in memory. */
+	ofd = open(out, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(ofd >= 0);
+	assert_int_equal(write(ofd, "old old old old old", 19), 19);
+	rq = rq_for("GET", "/obj");
+	rq.use_reply_fd = true;
+	rq.reply_fd = ofd;
+	tu_http_reply(srv, 200, NULL, "the object");
+	tu_http_reply(srv, 404, "application/xml", "<Error/>");
+	assert_int_equal(http_send(&rq, &rs, NULL, &e), 0);
+	assert_int_equal(rs.received, 10);
+	assert_int_equal(rs.body.len, 0);
+	buf_init(&got);
+	assert_int_equal(fsx_read_file(out, &got, 0, &e), 0);
+	assert_string_equal(got.data, "the object");
+	assert_int_equal(http_send(&rq, &rs, NULL, &e), 0);
+	assert_int_equal(rs.status, 404);
+	assert_string_equal(rs.body.data, "<Error/>");
+	close(ofd);
+
+	rq = rq_for("HEAD", "/obj");
+	tu_http_reply(srv, 200, NULL, "a body a HEAD must not wait for");
+	assert_int_equal(http_send(&rq, &rs, NULL, &e), 0);
+	assert_int_equal(rs.status, 200);
+	assert_true(http_response_header(&rs, "content-length", v, sizeof(v)));
+	assert_string_equal(v, "31");
+	assert_string_equal(tu_http_req(srv, tu_http_count(srv) - 1)->method, "HEAD");
+
+	buf_release(&got);
+	http_response_release(&rs);
+	assert_int_equal(fsx_remove_tree(dir, NULL), 0);
+	free(in);
+	free(out);
+	free(dir);
+}
+
+/* Several exchanges through one multi handle: each handed back once with
+ * its tag and its own outcome. */
+static void test_multi(void **state)
+{
+	struct http_multi *m = http_multi_new();
+	struct http_request rq[3];
+	struct http_response rs[3];
+	static char urls[3][256];
+	bool seen[3] = { false };
+	int ok = 0, failed = 0;
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(urls[i], sizeof(urls[i]), "%s/m%d", tu_http_url(srv), i);
+		rq[i] = (struct http_request){ .method = "GET", .url = urls[i], .timeout_s = 5 };
+		http_response_init(&rs[i]);
+	}
+	tu_http_reply(srv, 200, NULL, "one");
+	tu_http_reply(srv, 200, NULL, "two");
+	tu_http_push(srv, &(struct tu_http_reply){ .status = 0 }); /* hang up */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(http_multi_add(m, &rq[i], &rs[i], &seen[i], NULL), 0);
+	assert_int_equal(http_multi_running(m), 3);
+	while (http_multi_running(m)) {
+		enum http_outcome how;
+		struct err e = { 0 };
+		void *tag;
+		int r = http_multi_next(m, 1000, &tag, &how, &e);
+
+		if (!tag)
+			continue;
+		assert_false(*(bool *)tag);
+		*(bool *)tag = true;
+		if (r) {
+			assert_int_equal(how, HTTP_NO_ANSWER);
+			failed++;
+		} else {
+			assert_int_equal(how, HTTP_ANSWERED);
+			assert_int_equal(rs[(bool *)tag - seen].status, 200);
+			ok++;
+		}
+	}
+	assert_int_equal(ok, 2);
+	assert_int_equal(failed, 1);
+	assert_true(seen[0] && seen[1] && seen[2]);
+	{
+		void *tag = &ok;
+		enum http_outcome how;
+
+		/* Nothing left: it says so at once. */
+		assert_int_equal(http_multi_next(m, 5000, &tag, &how, NULL), 0);
+		assert_null(tag);
+	}
+	assert_true(http_retryable(&(struct http_retry){ .idempotent = true }, ERR_IO,
+				   HTTP_NO_ANSWER, 0));
+	assert_false(http_retryable(&(struct http_retry){ 0 }, ERR_IO, HTTP_NO_ANSWER, 0));
+	assert_true(http_retryable(NULL, 0, HTTP_ANSWERED, 429));
+	for (int i = 0; i < 3; i++)
+		http_response_release(&rs[i]);
+	http_multi_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -535,6 +678,8 @@ int main(void)
 		cmocka_unit_test(test_backoff_bounds),
 		cmocka_unit_test_setup_teardown(test_max_reply, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_trace_masks_authorization, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_file_bodies_and_headers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_multi, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
