@@ -216,11 +216,18 @@ static bool sample_name(const char *base, struct recipe_output *f)
 	return true;
 }
 
-static bool config_copy(const char *base)
+bool recipe_output_config_copy(const char *base)
 {
 	return !strcmp(base, "config.yaml") || !strcmp(base, ".job_config.json") ||
-	       !strcmp(base, ".env") || str_ends_with_ci(base, ".yaml") ||
-	       str_ends_with_ci(base, ".yml");
+	       str_ends_with_ci(base, ".yaml") || str_ends_with_ci(base, ".yml");
+}
+
+bool recipe_output_env_file(const char *base)
+{
+	size_t n = strlen(base);
+
+	return !strcmp(base, ".env") || !strcmp(base, "env") || str_starts_with(base, ".env.") ||
+	       (n > 4 && !strcmp(base + n - 4, ".env"));
 }
 
 static void classify(struct recipe_outputs *o, struct recipe_output *f)
@@ -239,7 +246,7 @@ static void classify(struct recipe_outputs *o, struct recipe_output *f)
 			rel = slash + 1;
 	}
 	/* ai-toolkit writes the whole config, secrets and all, next to it */
-	f->never_publish = config_copy(base);
+	f->never_publish = recipe_output_config_copy(base) || recipe_output_env_file(base);
 	if (f->never_publish) {
 		f->kind = RECIPE_OUT_CONFIG;
 		return;

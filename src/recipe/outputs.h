@@ -55,6 +55,11 @@ void recipe_outputs_read_listing(struct recipe_outputs *o, const char *text, siz
  * checkpoints carry; ERR_USAGE when they carry several). */
 int recipe_outputs_classify(struct recipe_outputs *o, const char *name, struct err *e);
 void recipe_outputs_release(struct recipe_outputs *o);
+/* Never published, by its base name: a copy of the config (ai-toolkit
+ * writes it with ${VAR} secrets expanded: config.yaml, .job_config.json,
+ * any .yaml or .yml), or an env file (.env, env, .env.*, *.env). */
+bool recipe_output_config_copy(const char *base);
+bool recipe_output_env_file(const char *base);
 const char *recipe_output_kind_name(enum recipe_output_kind k);
 /* The step in a checkpoint's file name, "<X>_<step:09d>.safetensors", with
  * *xlen the length of X; -1 when it is not one. */

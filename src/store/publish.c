@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "recipe/outputs.h"
 #include "store/dir.h"
 
 bool publish_skipped(const char *rel, bool with_optimizer, const char **why)
@@ -28,13 +29,12 @@ bool publish_skipped(const char *rel, bool with_optimizer, const char **why)
 			return true;
 		}
 	}
-	if (!strcmp(base, "config.yaml") || !strcmp(base, "config.yml")) {
-		/* ai-toolkit writes the expanded config, secrets included. */
+	/* The recipe's rule: what the trainer leaves that holds secrets. */
+	if (recipe_output_config_copy(base)) {
 		*why = "the trainer's expanded config, which may hold secrets";
 		return true;
 	}
-	if (!strcmp(base, ".env") || !strcmp(base, "env") || str_starts_with(base, ".env.") ||
-	    (n > 4 && !strcmp(base + n - 4, ".env"))) {
+	if (recipe_output_env_file(base)) {
 		*why = "an env file, which holds secrets";
 		return true;
 	}
