@@ -112,5 +112,5 @@ ok=1
 [ "$(echo "$ratio >= 1.0" | bc -l)" = 1 ] || { echo "FAIL: ferry slower than scp"; ok=0; }
 [ "$(echo "$over <= 5" | bc -l)" = 1 ] || { echo "FAIL: resume sent more than 5% over the remainder"; ok=0; }
 [ "$ok" = 1 ] && echo PASS
-done_testing >/dev/null
+_t_done=1 # no TAP here: lib.sh's exit trap only cleans up and keeps the status
 [ "$ok" = 1 ]
