@@ -206,4 +206,12 @@ t_ok "publish to the dir store" "$FERRY" publish --store dir "$job" --prefix job
 t_file "publish: dir: result.json is there" "$XDG_STATE_HOME/ferry/artifacts/jobs/j1/result.json"
 t_no_file "publish: dir: config.yaml is not" "$XDG_STATE_HOME/ferry/artifacts/jobs/j1/config.yaml"
 
+# The progress bar: on a terminal only.
+if command -v script >/dev/null; then
+	t_ok "s3: put on a terminal" script -qec "$(printf '%q ' "$FERRY" store put "$tmpdir/files/big.bin" tty/big.bin)" /dev/null
+	t_match "s3: ... shows a bar with the rate" "$(tr '\r' '\n' <"$T_OUT")" "%  .* of 40\.0 MiB .*MiB/s"
+fi
+t_ok "s3: put off a terminal" "$FERRY" store put "$tmpdir/files/big.bin" notty/big.bin
+t_not_match "s3: ... shows none" "$(cat "$T_ERR")" "MiB/s"
+
 done_testing
