@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the dataset pipeline on examples/dataset, in a scratch folder.
+# `make demo`: the dataset pipeline on examples/dataset, the market against
+# ferry sim, and a training round on this machine (recipe, push, launch,
+# logs, pull, scan, publish), all in a scratch folder.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 ferry="$top/build/ferry"
@@ -87,11 +89,21 @@ step "Push the dataset to a target (here: this machine) and verify it there" \
   ferry remote push --target local:remote --job demo dataset.tar
 "$ferry" remote push --target "$target" --job demo "$work/dataset.tar" || exit 1
 
+step "Render ai-toolkit's config from a recipe: absolute paths in the job, prompts from the captions" \
+  ferry recipe render flux-schnell-lora --job demo --name demo_lora --steps 12 \
+  --save-every 4 --sample-every 6 --captions fixed -o config.json
+"$ferry" --set remote.root="$work/remote" recipe render flux-schnell-lora --job demo \
+  --name demo_lora --steps 12 --save-every 4 --sample-every 6 --captions "$work/fixed" \
+  -o "$work/config.json" || exit 1
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["config"]; p=c["process"][0]
+print("lr %s, %s, %s, alpha %s; dataset %s" % (p["train"]["lr"], p["train"]["noise_scheduler"],
+      p["train"]["optimizer"], p["network"]["linear_alpha"], p["datasets"][0]["folder_path"]))
+for q in p["sample"]["prompts"]: print("  sample prompt:", q)' "$work/config.json" || exit 1
+
 step "Start the trainer detached under ferry's supervisor (the ai-toolkit stand-in)" \
-  ferry remote launch --target local:remote --job demo --config example-config.json \
+  ferry remote launch --target local:remote --job demo --config config.json \
   -- python3 examples/trainer/run.py config.json
-"$ferry" remote launch --target "$target" --job demo \
-  --config "$top/examples/trainer/example-config.json" \
+"$ferry" remote launch --target "$target" --job demo --config "$work/config.json" \
   -- python3 "$top/examples/trainer/run.py" config.json || exit 1
 
 step "Follow its log until it ends" ferry remote logs --target local:remote --job demo -f
@@ -105,9 +117,26 @@ step "Bring the outputs home, each file verified" \
 "$ferry" remote pull --target "$target" --job demo -o "$work/outputs" || exit 1
 (cd "$work/outputs" && find . -path ./.ferry-pulled -prune -o -name '*.safetensors' -print | sort)
 
+step "Read the trainer's log as ferry does: phase, progress, checkpoints, failure" \
+  ferry recipe scan-log train.log
+"$ferry" recipe scan-log "$work/remote/demo/train.log" || exit 1
+
+step "What came out: checkpoints, the final LoRA, samples, what a resume needs" \
+  ferry recipe outputs outputs
+"$ferry" recipe outputs "$work/outputs" || exit 1
+
+step "Publish it to the artifact store (a folder here; R2/S3 with --store s3)" \
+  ferry publish outputs/demo_lora --prefix jobs/demo
+"$ferry" publish "$work/outputs/demo_lora" --prefix jobs/demo | tail -n 1; [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+for f in d["files"]:
+    if "/samples/" not in f["key"]: print("  %-42s %7d  sha256 %s…" % (f["key"], f["size"], f["sha256"][:16]))
+print("  and %d sample images; never published: %s" % (sum("/samples/" in f["key"] for f in d["files"]),
+      ", ".join(s["path"] for s in d["skipped"])))' "$work/state/ferry/artifacts/jobs/demo/result.json" || exit 1
+
 cat <<'MSG'
 
-That is the dataset pipeline, the market and remote execution. Recipes that
-render ai-toolkit configs, publishing to R2/S3 and the job queue that ties
-them together are not built yet: they come with the next parts of ferry.
+That is the dataset pipeline, the market, remote execution, trainer recipes
+and publishing. The job queue that ties them together on rented machines is
+not built yet: it comes with the next part of ferry.
 MSG

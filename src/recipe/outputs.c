@@ -20,6 +20,10 @@ void recipe_outputs_add(struct recipe_outputs *o, const char *path, long long si
 
 	while (path[0] == '.' && path[1] == '/')
 		path += 2;
+	/* ferry's own marks (.ferry-pulled/ beside pulled outputs) are not
+	 * the trainer's */
+	if (str_starts_with(path, ".ferry-") || strstr(path, "/.ferry-"))
+		return;
 	ALLOC_GROW(o->files, o->n + 1, o->alloc);
 	f = &o->files[o->n++];
 	memset(f, 0, sizeof(*f));

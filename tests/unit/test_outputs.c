@@ -132,6 +132,22 @@ static void test_a_finished_run(void **state)
 	recipe_outputs_release(&o);
 }
 
+/* A pulled copy carries ferry's marks (.ferry-pulled/...): not outputs. */
+static void test_ferry_marks_left_out(void **state)
+{
+	static const char listing[] = "jdoe_v1/jdoe_v1.safetensors\n"
+				      ".ferry-pulled/jdoe_v1/jdoe_v1.safetensors\n"
+				      "jdoe_v1/.ferry-partial/x\n";
+	struct recipe_outputs o = RECIPE_OUTPUTS_INIT;
+	struct err e = { 0 };
+
+	recipe_outputs_read_listing(&o, listing, strlen(listing));
+	assert_int_equal(recipe_outputs_classify(&o, NULL, &e), 0);
+	assert_int_equal(o.n, 1);
+	assert_string_equal(o.files[0].path, "jdoe_v1/jdoe_v1.safetensors");
+	recipe_outputs_release(&o);
+}
+
 /* A training folder with two runs: name one; the other's files are other. */
 static void test_several_runs(void **state)
 {
@@ -198,6 +214,7 @@ int main(void)
 		cmocka_unit_test(test_a_run_in_progress),
 		cmocka_unit_test(test_json_sorted_by_step_and_prompt),
 		cmocka_unit_test(test_a_finished_run),
+		cmocka_unit_test(test_ferry_marks_left_out),
 		cmocka_unit_test(test_several_runs),
 		cmocka_unit_test(test_before_the_first_checkpoint),
 		cmocka_unit_test(test_read_a_folder),
