@@ -42,12 +42,7 @@ ms() {
 	echo $(((t1 - t0) / 1000000))
 }
 run_ferry() {
-	rm -rf "$FERRY_REMOTE_ROOT/j"
 	"$FERRY" remote push --target "$SSHD_TARGET" --job j big.tar
-}
-run_scp() {
-	rm -f "$tmpdir/scp.out"
-	scp -q "${SSHD_SSH_OPTS[@]/-p/-P}" big.tar "$SSHD_USER@127.0.0.1:$tmpdir/scp.out"
 }
 # scp takes -P for the port; build its options from ssh's.
 scp_opts=()
@@ -58,17 +53,23 @@ for o in "${SSHD_SSH_OPTS[@]}"; do
 	esac
 done
 run_scp() {
-	rm -f "$tmpdir/scp.out"
 	scp -q "${scp_opts[@]}" big.tar "$SSHD_USER@127.0.0.1:$tmpdir/scp.out"
 }
 
 ferry_t=() scp_t=()
-# Each run starts with nothing waiting to be written back: otherwise one
-# tool pays for the other's dirty pages.
+# Each run starts alike, untimed: the last copies deleted, nothing waiting to
+# be written back (otherwise one tool pays for the other's dirty pages) and
+# the archive in the page cache (this VM reclaims cold pages, so it may not
+# be otherwise; an archive just packed is).
+settle() {
+	rm -rf "$FERRY_REMOTE_ROOT/j" "$tmpdir/scp.out"
+	sync
+	cat big.tar >/dev/null
+}
 for ((i = 1; i <= runs; i++)); do
-	sync
+	settle
 	f=$(ms run_ferry)
-	sync
+	settle
 	s=$(ms run_scp)
 	cmp -s big.tar "$tmpdir/scp.out" || { echo "bench/transfer.sh: scp copy differs" >&2; exit 1; }
 	ferry_t+=("$f")

@@ -247,7 +247,8 @@ static int cmd_remote_push(struct cli *cli, int argc, char **argv)
 		return cli_usage("remote push", "give one ARCHIVE (from `ferry dataset pack`)");
 	rc = remote_connect(cli, &a, true, &r, &vc, &e);
 	if (!rc)
-		rc = remote_push(r, a.job, argv[optind], !a.json, &res, &e);
+		rc = remote_push(r, a.job, argv[optind], config_get(cli->cfg, "cache_dir"), !a.json,
+				 &res, &e);
 	if (!rc && a.json) {
 		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:i, s:b, s:i}", "sha256", res.sha256,
 				      "bytes", (json_int_t)res.bytes, "sent", (json_int_t)res.sent,

@@ -4,10 +4,15 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "clock.h"
+#include "fsx.h"
 #include "xalloc.h"
 
 static EVP_MD *sha256_md;
@@ -100,4 +105,63 @@ int sha256_is_hex(const char *s)
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
 			return 0;
 	return i == SHA256_HEX_LEN;
+}
+
+/* "size mtime ctime" of a file, the key an entry must match. */
+static void sha256_stamp(const struct stat *st, char *out, size_t len)
+{
+	snprintf(out, len, "%lld %lld.%09ld %lld.%09ld", (long long)st->st_size,
+		 (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+		 (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
+}
+
+int sha256_file_cached(const char *path, const char *cache_dir, char hex[SHA256_HEX_LEN + 1],
+		       uint64_t *size, struct err *e)
+{
+	struct stat before, after;
+	struct buf rec = BUF_INIT;
+	char stamp[96], *entry;
+	long long ctime_ns, t0;
+	int r;
+
+	if (!cache_dir || stat(path, &before) < 0 || !S_ISREG(before.st_mode))
+		return sha256_file(path, hex, size, e);
+	entry = xasprintf("%s/sha256/%llx-%llx", cache_dir, (unsigned long long)before.st_dev,
+			  (unsigned long long)before.st_ino);
+	sha256_stamp(&before, stamp, sizeof(stamp));
+	buf_init(&rec);
+	if (!fsx_read_file(entry, &rec, 256, NULL) && rec.len == strlen(stamp) + 1 + SHA256_HEX_LEN + 1 &&
+	    !strncmp(rec.data, stamp, strlen(stamp)) && rec.data[strlen(stamp)] == ' ') {
+		memcpy(hex, rec.data + strlen(stamp) + 1, SHA256_HEX_LEN);
+		hex[SHA256_HEX_LEN] = '\0';
+		if (sha256_is_hex(hex)) {
+			if (size)
+				*size = (uint64_t)before.st_size;
+			r = 0;
+			goto out;
+		}
+	}
+	t0 = clock_wall_ns();
+	r = sha256_file(path, hex, size, e);
+	ctime_ns = (long long)before.st_ctim.tv_sec * 1000000000LL + before.st_ctim.tv_nsec;
+	if (!r && !stat(path, &after) && after.st_ino == before.st_ino &&
+	    after.st_dev == before.st_dev && ctime_ns + 50000000LL < t0) {
+		char after_stamp[96];
+
+		sha256_stamp(&after, after_stamp, sizeof(after_stamp));
+		if (!strcmp(after_stamp, stamp)) {
+			char *dir = xasprintf("%s/sha256", cache_dir);
+			char *line = xasprintf("%s %s\n", stamp, hex);
+
+			/* A cache: failing to remember only costs a hash later. */
+			if (!fsx_mkdir_p(dir, 0700, NULL))
+				fsx_write_atomic(entry, line, strlen(line), 0600, NULL);
+			free(line);
+			free(dir);
+		}
+	}
+out:
+	buf_release(&rec);
+	free(entry);
+	return r;
 }

@@ -328,7 +328,7 @@ static int job_remote_sha(struct remote *r, const char *path, char hex[65], stru
  * leaves. */
 struct job_hash {
 	pthread_t thread;
-	const char *path;
+	const char *path, *cache_dir;
 	char hex[65];
 	uint64_t bytes;
 	struct err err;
@@ -340,7 +340,7 @@ static void *job_hash_run(void *arg)
 {
 	struct job_hash *h = arg;
 
-	h->rc = sha256_file(h->path, h->hex, &h->bytes, &h->err);
+	h->rc = sha256_file_cached(h->path, h->cache_dir, h->hex, &h->bytes, &h->err);
 	return NULL;
 }
 
@@ -355,26 +355,33 @@ static int job_hash_wait(struct job_hash *h, struct err *e)
 	return h->rc;
 }
 
-/* Once the upload is whole: hash it and extract it side by side (two
- * processes, both reading from the page cache: on a loopback or fast link a
- * tee in the stream cost more than these passes), compare the hash with
- * %q (the archive's here), then check every file and put dataset/ in
- * place. Prints "ok", or "sha:HEX" when the upload is not the archive. */
+/* Once the upload is whole: hash it in the background while it is
+ * extracted and every file checked (all from the page cache; on a loopback
+ * or fast link a tee in the stream cost more than these passes), then
+ * compare the hash with %q (the archive's here) and only then put dataset/
+ * in place. A hash that differs wins over whatever tar or the check said:
+ * the upload is sent again. Prints "ok", or "sha:HEX" when the upload is
+ * not the archive. tar reads 128 KiB records (-b 256): a quarter less CPU
+ * than its 10 KiB default. */
 #define JOB_FINISH \
 	JOB_HASHER "rm -rf dataset.tmp && mkdir dataset.tmp || exit 1; " \
 	"$H < dataset.tar.part > .ferry-sha & h=$!; " \
-	"tar -xf dataset.tar.part -C dataset.tmp --no-same-owner --no-same-permissions " \
-	"2> .ferry-tar.err; t=$?; wait $h; got=$(cut -c1-64 .ferry-sha); rm -f .ferry-sha; " \
-	"if [ \"$got\" != %q ]; then rm -rf dataset.tmp .ferry-tar.err; echo \"sha:$got\"; " \
-	"exit 0; fi; [ $t = 0 ] || { cat .ferry-tar.err >&2; exit 1; }; rm -f .ferry-tar.err; " \
-	"cd dataset.tmp && { " JOB_CHECK_SUMS " } && printf '%%s\\n' %q > .ferry-archive-sha256 " \
-	"&& cd .. && rm -rf dataset && mv dataset.tmp dataset && rm -f dataset.tar.part && echo ok"
+	"tar -b 256 -xf dataset.tar.part -C dataset.tmp --no-same-owner --no-same-permissions " \
+	"2> .ferry-tar.err; t=$?; c=1; [ $t = 0 ] && " \
+	"{ (cd dataset.tmp && { " JOB_CHECK_SUMS " }) 2> .ferry-check.err; c=$?; }; " \
+	"wait $h; got=$(cut -c1-64 .ferry-sha); rm -f .ferry-sha; " \
+	"if [ \"$got\" != %q ]; then rm -rf dataset.tmp .ferry-tar.err .ferry-check.err; " \
+	"echo \"sha:$got\"; exit 0; fi; " \
+	"[ $t = 0 ] || { cat .ferry-tar.err >&2; exit 1; }; " \
+	"[ $c = 0 ] || { cat .ferry-check.err >&2; exit 1; }; rm -f .ferry-tar.err .ferry-check.err; " \
+	"printf '%%s\\n' %q > dataset.tmp/.ferry-archive-sha256 && rm -rf dataset && " \
+	"mv dataset.tmp dataset && rm -f dataset.tar.part && echo ok"
 
-int remote_push(struct remote *r, const char *job, const char *archive, bool progress,
-		struct remote_push_result *res, struct err *e)
+int remote_push(struct remote *r, const char *job, const char *archive, const char *cache_dir,
+		bool progress, struct remote_push_result *res, struct err *e)
 {
 	char *jr = remote_job_root(r, job), *part = fsx_join(jr, "dataset.tar.part");
-	struct job_hash hash = { .path = archive };
+	struct job_hash hash = { .path = archive, .cache_dir = cache_dir };
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
 	uint64_t have = 0, size;
 	struct stat st;

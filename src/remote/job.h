@@ -56,10 +56,11 @@ struct remote_push_result {
 };
 
 /* Upload ARCHIVE to the job (resuming dataset.tar.part), check its SHA-256
- * on the target, extract it into dataset/ and verify every file with
- * sha256sum -c. `progress` shows a bar (on a terminal). */
-int remote_push(struct remote *r, const char *job, const char *archive, bool progress,
-		struct remote_push_result *res, struct err *e);
+ * on the target, extract it into dataset/ and verify every file against
+ * SHA256SUMS. `progress` shows a bar (on a terminal); `cache_dir` (NULL:
+ * none) remembers the archive's hash while the file is unchanged. */
+int remote_push(struct remote *r, const char *job, const char *archive, const char *cache_dir,
+		bool progress, struct remote_push_result *res, struct err *e);
 
 struct remote_launch_opts {
 	const char *config;       /* local file, uploaded as config.json; NULL: none */

@@ -6,6 +6,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +251,71 @@ static void test_sha256(void **state)
 	assert_false(sha256_is_hex(hex));
 }
 
+/* The archive hash cache: remembered once the file is settled, used while
+ * size, times and inode hold, dropped when the file changes. */
+static void test_sha256_file_cached(void **state)
+{
+	char *dir = tu_mkdtemp("sha-cache"), *file, *cache, hex[65], again[65];
+	struct err e = { 0 };
+	struct dirent *de;
+	struct buf rec = BUF_INIT;
+	struct timespec keep[2];
+	struct stat st;
+	uint64_t size = 0;
+	char *entry = NULL;
+	DIR *d;
+
+	file = fsx_join(dir, "a.tar");
+	cache = fsx_join(dir, "cache");
+	tu_write_text(dir, "a.tar", "first");
+	/* Just written: racily clean, hashed but not remembered. */
+	assert_int_equal(sha256_file_cached(file, cache, hex, &size, &e), 0);
+	assert_int_equal(size, 5);
+	assert_int_equal(access(cache, F_OK), -1);
+	tu_settle();
+	assert_int_equal(sha256_file_cached(file, cache, hex, &size, &e), 0);
+	sha256_hex("first", 5, again);
+	assert_string_equal(hex, again);
+	d = opendir(cache);
+	assert_non_null(d);
+	closedir(d);
+	/* Used while the file is unchanged: a doctored entry shows it is read. */
+	free(cache);
+	cache = fsx_join(dir, "cache/sha256");
+	d = opendir(cache);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			entry = fsx_join(cache, de->d_name);
+	closedir(d);
+	assert_non_null(entry);
+	buf_init(&rec);
+	assert_int_equal(fsx_read_file(entry, &rec, 256, &e), 0);
+	memset(rec.data + rec.len - 65, '0', 64);
+	assert_int_equal(fsx_write_atomic(entry, rec.data, rec.len, 0600, &e), 0);
+	free(cache);
+	cache = fsx_join(dir, "cache");
+	assert_int_equal(sha256_file_cached(file, cache, hex, &size, &e), 0);
+	assert_string_equal(hex, "0000000000000000000000000000000000000000000000000000000000000000");
+	/* Changed with the same size and mtime put back: the ctime tells. */
+	assert_int_equal(stat(file, &st), 0);
+	keep[0] = st.st_atim;
+	keep[1] = st.st_mtim;
+	tu_write_text(dir, "a.tar", "other");
+	assert_int_equal(utimensat(AT_FDCWD, file, keep, 0), 0);
+	assert_int_equal(sha256_file_cached(file, cache, hex, &size, &e), 0);
+	sha256_hex("other", 5, again);
+	assert_string_equal(hex, again);
+	/* No cache folder: a plain hash. */
+	assert_int_equal(sha256_file_cached(file, NULL, hex, &size, &e), 0);
+	assert_string_equal(hex, again);
+	buf_release(&rec);
+	assert_int_equal(fsx_remove_tree(dir, &e), 0);
+	free(entry);
+	free(cache);
+	free(file);
+	free(dir);
+}
+
 static void test_err(void **state)
 {
 	struct err e = { 0 };
@@ -274,6 +342,7 @@ int main(void)
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_fsx),
 		cmocka_unit_test(test_sha256),
+		cmocka_unit_test(test_sha256_file_cached),
 		cmocka_unit_test(test_err),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
