@@ -122,6 +122,7 @@ int sha256_file_cached(const char *path, const char *cache_dir, char hex[SHA256_
 	struct buf rec = BUF_INIT;
 	char stamp[96], *entry;
 	long long ctime_ns, t0;
+	size_t stamp_len;
 	int r;
 
 	if (!cache_dir || stat(path, &before) < 0 || !S_ISREG(before.st_mode))
@@ -129,10 +130,12 @@ int sha256_file_cached(const char *path, const char *cache_dir, char hex[SHA256_
 	entry = xasprintf("%s/sha256/%llx-%llx", cache_dir, (unsigned long long)before.st_dev,
 			  (unsigned long long)before.st_ino);
 	sha256_stamp(&before, stamp, sizeof(stamp));
+	stamp_len = strlen(stamp);
 	buf_init(&rec);
-	if (!fsx_read_file(entry, &rec, 256, NULL) && rec.len == strlen(stamp) + 1 + SHA256_HEX_LEN + 1 &&
-	    !strncmp(rec.data, stamp, strlen(stamp)) && rec.data[strlen(stamp)] == ' ') {
-		memcpy(hex, rec.data + strlen(stamp) + 1, SHA256_HEX_LEN);
+	/* An entry is "STAMP HEX\n". */
+	if (!fsx_read_file(entry, &rec, 256, NULL) && rec.len == stamp_len + 1 + SHA256_HEX_LEN + 1 &&
+	    !strncmp(rec.data, stamp, stamp_len) && rec.data[stamp_len] == ' ') {
+		memcpy(hex, rec.data + stamp_len + 1, SHA256_HEX_LEN);
 		hex[SHA256_HEX_LEN] = '\0';
 		if (sha256_is_hex(hex)) {
 			if (size)

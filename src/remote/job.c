@@ -380,7 +380,7 @@ static int job_hash_wait(struct job_hash *h, struct err *e)
 int remote_push(struct remote *r, const char *job, const char *archive, const char *cache_dir,
 		bool progress, struct remote_push_result *res, struct err *e)
 {
-	char *jr = remote_job_root(r, job), *part = fsx_join(jr, "dataset.tar.part");
+	char *jr = remote_job_root(r, job);
 	struct job_hash hash = { .path = archive, .cache_dir = cache_dir };
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
 	uint64_t have = 0, size;
@@ -416,7 +416,7 @@ int remote_push(struct remote *r, const char *job, const char *archive, const ch
 		unsigned long long v = 0;
 
 		if (!part_size || str_to_u64(str_trim(part_size), &v))
-			rc = err_set(e, ERR_FORMAT, "the target gave no size for %s", part);
+			rc = err_set(e, ERR_FORMAT, "the target gave no size for %s/dataset.tar.part", jr);
 		have = v;
 		if (!rc && *str_trim(mark)) {
 			/* Already there and extracted from this very archive. */
@@ -501,7 +501,6 @@ out:
 	}
 	if (fd >= 0)
 		close(fd);
-	free(part);
 	free(jr);
 	buf_release(&cmd);
 	buf_release(&out);
