@@ -23,6 +23,13 @@ struct cli_command {
 	const char *usage; /* full help text for `ferry help NAME` */
 };
 
+/* Run the subcommand argv[1] names from `subs` (summary and usage unused),
+ * or print `usage` (to stdout for --help, else stderr with EXIT_USAGE). */
+int cli_dispatch(struct cli *cli, const char *group, const struct cli_command *subs, size_t n,
+		 const char *usage, int argc, char **argv);
+/* The command called `name` in `cmds`, or NULL. */
+const struct cli_command *cli_find(const struct cli_command *cmds, size_t n, const char *name);
+
 /* Print an error ("ferry: ...") and return the exit status for its code. */
 int cli_fail(const struct err *e);
 /* Print a usage complaint and return EXIT_USAGE. */

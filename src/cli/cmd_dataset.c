@@ -31,24 +31,14 @@ const char cmd_dataset_usage[] =
 
 int cmd_dataset(struct cli *cli, int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*run)(struct cli *, int, char **);
-	} subs[] = {
-		{ "check", cmd_dataset_check },
-		{ "fix", cmd_dataset_fix },
-		{ "pack", cmd_dataset_pack },
-		{ "unpack", cmd_dataset_unpack },
+	static const struct cli_command subs[] = {
+		{ "check", cmd_dataset_check, NULL, NULL },
+		{ "fix", cmd_dataset_fix, NULL, NULL },
+		{ "pack", cmd_dataset_pack, NULL, NULL },
+		{ "unpack", cmd_dataset_unpack, NULL, NULL },
 	};
 
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs(cmd_dataset_usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
-		if (!strcmp(argv[1], subs[i].name))
-			return subs[i].run(cli, argc - 1, argv + 1);
-	return cli_usage("dataset", "unknown subcommand '%s'", argv[1]);
+	return cli_dispatch(cli, "dataset", subs, sizeof(subs) / sizeof(subs[0]), cmd_dataset_usage, argc, argv);
 }
 
 int cmd_dataset_check(struct cli *cli, int argc, char **argv)

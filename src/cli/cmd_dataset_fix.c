@@ -56,7 +56,6 @@ static void fix_emit(const struct fix_result *res, bool json)
 {
 	struct buf b = BUF_INIT;
 
-	buf_init(&b);
 	if (json) {
 		json_t *doc = fix_result_json(res);
 

@@ -174,9 +174,8 @@ static int offers_parse(int argc, char **argv, struct offers_args *a, int *first
 }
 
 /* The job a recipe and the flags describe. */
-static int offers_job(struct offers_args *a, struct vast_job *job, struct err *e)
+static int offers_job(struct offers_args *a, struct vast_workload *wl, struct err *e)
 {
-	const struct recipe *rc = recipe_find(a->recipe);
 	unsigned long long bytes = a->dataset_bytes;
 
 	if (a->dataset) {
@@ -185,22 +184,11 @@ static int offers_job(struct offers_args *a, struct vast_job *job, struct err *e
 		if (r)
 			return err_prefix(e, "--dataset");
 	}
-	memset(job, 0, sizeof(*job));
-	job->recipe = rc->name;
-	job->vram_gb = rc->vram_gb;
-	job->cuda_min = rc->cuda_min;
-	job->driver_min = rc->driver_min;
-	job->disk_gb = recipe_disk_gb(rc, bytes, a->steps);
-	job->reliability_min = a->min_rel;
-	job->inet_down_min_mbps = a->min_down;
-	job->exclude_machines = a->exclude;
-	job->n_exclude = a->n_exclude;
-	job->steps = a->steps;
-	job->checkpoint_steps = rc->default_save_every;
-	job->upload_bytes = bytes;
-	job->download_bytes = recipe_download_bytes(rc, a->steps);
-	job->model_bytes = rc->model_bytes;
-	job->speed_factor = rc->speed_factor;
+	recipe_offer_needs(recipe_find(a->recipe), bytes, a->steps, wl);
+	wl->reliability_min = a->min_rel;
+	wl->inet_down_min_mbps = a->min_down;
+	wl->exclude_machines = a->exclude;
+	wl->n_exclude = a->n_exclude;
 	return 0;
 }
 
@@ -264,7 +252,7 @@ static int offers_print_raw(const struct buf *body, const char *what, struct err
 int cmd_offers(struct cli *cli, int argc, char **argv)
 {
 	struct offers_args a = { 0 };
-	struct vast_job job;
+	struct vast_workload job;
 	struct vast_offer *offers = NULL;
 	struct vast_estimate *est = NULL;
 	struct strv added = STRV_INIT;
@@ -274,7 +262,6 @@ int cmd_offers(struct cli *cli, int argc, char **argv)
 	struct err e = { 0 };
 	int first = 0, status = EXIT_OK, r;
 
-	buf_init(&body);
 	status = offers_parse(argc, argv, &a, &first);
 	if (status != -1) {
 		status = status == -2 ? EXIT_OK : status;
@@ -342,7 +329,6 @@ int cmd_offers(struct cli *cli, int argc, char **argv)
 			if (a.explain) {
 				struct buf b = BUF_INIT;
 
-				buf_init(&b);
 				vast_estimate_explain(&est[i], &offers[est[i].offer], &job, &b);
 				fputs(b.data, stdout);
 				putchar('\n');

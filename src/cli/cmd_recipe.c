@@ -67,7 +67,7 @@ static json_t *recipe_summary_json(const struct recipe *r)
 			 "needs_hf_token", r->needs_hf_token);
 }
 
-static int recipe_list(int argc, char **argv)
+static int recipe_list(struct cli *cli, int argc, char **argv)
 {
 	size_t n;
 	const struct recipe *all = recipe_all(&n);
@@ -142,6 +142,7 @@ static json_t *recipe_show_json(const struct recipe *r)
 			    r->assistant_lora ? json_string(r->assistant_lora) : json_null());
 	json_object_set_new(o, "written_for", json_string(r->written_for));
 	json_object_set_new(o, "cuda_min", json_real(r->cuda_min));
+	json_object_set_new(o, "compute_cap_min", json_integer(r->compute_cap_min));
 	json_object_set_new(o, "driver_min", json_string(r->driver_min));
 	json_object_set_new(o, "disk_gb_2000_steps", json_real(round(recipe_disk_gb(r, 0, 2000))));
 	json_object_set_new(o, "model_bytes", json_integer((json_int_t)r->model_bytes));
@@ -152,7 +153,7 @@ static json_t *recipe_show_json(const struct recipe *r)
 	return o;
 }
 
-static int recipe_show(int argc, char **argv)
+static int recipe_show(struct cli *cli, int argc, char **argv)
 {
 	const struct recipe *r;
 	const struct recipe_param_info *pt;
@@ -181,7 +182,6 @@ static int recipe_show(int argc, char **argv)
 		json_decref(o);
 		return EXIT_OK;
 	}
-	buf_init(&line);
 	printf("%s: %s\n\n", r->name, r->summary);
 	printf("  base model      %s\n", r->base_model);
 	if (r->assistant_lora)
@@ -197,6 +197,8 @@ static int recipe_show(int argc, char **argv)
 	printf("  VRAM            %.0f GB per GPU\n", r->vram_gb);
 	printf("  CUDA            %.1f or newer (host driver %s or newer)\n", r->cuda_min,
 	       r->driver_min);
+	printf("  compute cap     %d or newer (sm_%d: bf16 needs Ampere)\n", r->compute_cap_min,
+	       r->compute_cap_min / 10);
 	printf("  disk            about %.0f GB for 2000 steps, plus twice the dataset\n",
 	       recipe_disk_gb(r, 0, 2000));
 	printf("  download        %.0f GB of model weights\n", (double)r->model_bytes / 1e9);
@@ -245,7 +247,6 @@ static int recipe_render_cmd(struct cli *cli, int argc, char **argv)
 	struct err e = { 0 };
 	int c, idx, status = EXIT_OK;
 
-	buf_init(&text);
 	/* Whatever happens below, a token never reaches the output. */
 	log_register_secret(getenv("HF_TOKEN"));
 	log_register_secret(getenv("HUGGING_FACE_HUB_TOKEN"));
@@ -317,7 +318,6 @@ static void scan_print(const struct recipe_scan_result *r)
 {
 	struct buf shown = BUF_INIT;
 
-	buf_init(&shown);
 	printf("%-14s %s\n", "phase", recipe_phase_name(r->phase));
 	str_escape(r->name, &shown);
 	printf("%-14s %s\n", "job", shown.data[0] ? shown.data : "?");
@@ -354,7 +354,7 @@ static void scan_print(const struct recipe_scan_result *r)
 	buf_release(&shown);
 }
 
-static int recipe_scan_log(int argc, char **argv)
+static int recipe_scan_log(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
@@ -387,8 +387,8 @@ static int recipe_scan_log(int argc, char **argv)
 	if (optind + 1 != argc)
 		return cli_usage("recipe", "scan-log needs one FILE, or - for standard input");
 	path = argv[optind];
-	fd = strcmp(path, "-") ? fsx_open_regular(path, &st, &e) : 0;
-	if (fd < 0)
+	fd = 0;
+	if (strcmp(path, "-") && fsx_open_regular(path, &fd, &st, &e))
 		return cli_fail(&e);
 	s = recipe_scan_new(name);
 	if (recipe_scan_fd(s, fd, strcmp(path, "-") ? path : "standard input", &e)) {
@@ -416,7 +416,6 @@ static void outputs_print(const struct recipe_outputs *o)
 {
 	struct buf shown = BUF_INIT;
 
-	buf_init(&shown);
 	if (o->name)
 		str_escape(o->name, &shown);
 	printf("run: %s%s\n", o->name ? shown.data : "?", o->final >= 0 ? " (complete)" : "");
@@ -440,7 +439,7 @@ static void outputs_print(const struct recipe_outputs *o)
 	buf_release(&shown);
 }
 
-static int recipe_outputs_cmd(int argc, char **argv)
+static int recipe_outputs_cmd(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
@@ -467,7 +466,6 @@ static int recipe_outputs_cmd(int argc, char **argv)
 	if (optind + 1 != argc)
 		return cli_usage("recipe", "outputs needs one LISTING, DIR, or - for standard input");
 	path = argv[optind];
-	buf_init(&text);
 	if (!strcmp(path, "-")) {
 		r = fsx_read_fd(0, "standard input", &text, 0, &e);
 		if (!r)
@@ -501,19 +499,14 @@ out:
 
 int cmd_recipe(struct cli *cli, int argc, char **argv)
 {
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs(cmd_recipe_usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	if (!strcmp(argv[1], "list"))
-		return recipe_list(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "show"))
-		return recipe_show(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "render"))
-		return recipe_render_cmd(cli, argc - 1, argv + 1);
-	if (!strcmp(argv[1], "scan-log"))
-		return recipe_scan_log(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "outputs"))
-		return recipe_outputs_cmd(argc - 1, argv + 1);
-	return cli_usage("recipe", "unknown subcommand '%s'", argv[1]);
+	static const struct cli_command subs[] = {
+		{ "list", recipe_list, NULL, NULL },
+		{ "show", recipe_show, NULL, NULL },
+		{ "render", recipe_render_cmd, NULL, NULL },
+		{ "scan-log", recipe_scan_log, NULL, NULL },
+		{ "outputs", recipe_outputs_cmd, NULL, NULL },
+	};
+
+	return cli_dispatch(cli, "recipe", subs, sizeof(subs) / sizeof(subs[0]), cmd_recipe_usage,
+			    argc, argv);
 }

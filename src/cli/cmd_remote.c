@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/buf.h"
 #include "common/fsx.h"
 #include "common/http.h"
@@ -110,22 +111,6 @@ static int remote_getopt(int argc, char **argv, const char *sopts, const struct 
 	return -1;
 }
 
-static struct vast_client *reattach_client;
-static long long reattach_instance;
-static const char *reattach_key;
-
-/* For wait: attach the key again through the API. */
-static int remote_reattach(void *arg, struct err *e)
-{
-	char *pub = NULL;
-	int r = vast_pubkey_read(reattach_key, &pub, e);
-
-	if (!r)
-		r = vast_attach_key(reattach_client, reattach_instance, pub, e);
-	free(pub);
-	return r;
-}
-
 /* Open the target the options name. */
 static int remote_connect(struct cli *cli, const struct remote_args *a, bool need_job,
 			  struct remote **r, struct vast_client **vc, struct err *e)
@@ -147,10 +132,10 @@ static int remote_connect(struct cli *cli, const struct remote_args *a, bool nee
 	} else {
 		rc = remote_target_parse(a->target, root, &t, e);
 	}
-	if (!rc)
+	if (!rc) {
 		rc = remote_open(r, &t, cli->cfg, e);
-	if (!rc)
 		remote_target_release(&t);
+	}
 	return rc;
 }
 
@@ -197,6 +182,7 @@ static int cmd_remote_wait(struct cli *cli, int argc, char **argv)
 	};
 	struct remote_args a = { 0 };
 	struct remote_wait_opts wo = { 0 };
+	struct vast_key_reattach ka = { 0 };
 	struct remote *r = NULL;
 	struct vast_client *vc = NULL;
 	json_t *rep = NULL;
@@ -209,10 +195,9 @@ static int cmd_remote_wait(struct cli *cli, int argc, char **argv)
 		return rc;
 	rc = remote_connect(cli, &a, false, &r, &vc, &e);
 	if (!rc && vc) {
-		reattach_client = vc;
-		reattach_instance = a.instance;
-		reattach_key = config_get(cli->cfg, "ssh.key_path");
-		wo.reattach = remote_reattach;
+		ka = (struct vast_key_reattach){ vc, a.instance, config_get(cli->cfg, "ssh.key_path") };
+		wo.reattach = vast_key_reattach;
+		wo.reattach_arg = &ka;
 	}
 	if (!rc) {
 		struct err we = { 0 };
@@ -409,8 +394,6 @@ static int cmd_remote_logs(struct cli *cli, int argc, char **argv)
 			   remote_logs_opt, &follow);
 	if (rc != -1)
 		return rc;
-	buf_init(&chunk);
-	buf_init(&line);
 	rc = remote_connect(cli, &a, true, &r, &vc, &e);
 	if (rc)
 		goto out;
@@ -430,7 +413,6 @@ static int cmd_remote_logs(struct cli *cli, int argc, char **argv)
 	{
 		struct buf old = BUF_INIT;
 
-		buf_init(&old);
 		if (!fsx_read_file(path, &old, (size_t)1 << 30, NULL))
 			remote_show_log(old.data, old.len, tty, &line);
 		buf_release(&old);
@@ -459,7 +441,7 @@ static int cmd_remote_logs(struct cli *cli, int argc, char **argv)
 			/* Dropped: reconnect with backoff, keep going. */
 			log_warn("%s; reconnecting in %ld s", e.msg, wait / 1000);
 			err_clear(&e);
-			http_sleep_ms(wait);
+			clock_sleep_ms(wait, NULL);
 			wait = wait * 2 > 30000 ? 30000 : wait * 2;
 			continue;
 		}
@@ -477,7 +459,7 @@ static int cmd_remote_logs(struct cli *cli, int argc, char **argv)
 			continue; /* more is waiting */
 		if (!follow || done)
 			break;
-		http_sleep_ms(1000);
+		clock_sleep_ms(1000, NULL);
 	}
 	if (line.len) {
 		fwrite(line.data, 1, line.len, stdout);
@@ -578,9 +560,6 @@ static int cmd_remote_exec(struct cli *cli, int argc, char **argv)
 		optind++;
 	if (optind >= argc)
 		return cli_usage("remote exec", "give the command after --");
-	buf_init(&cmd);
-	buf_init(&out);
-	buf_init(&errout);
 	for (int i = optind; i < argc; i++)
 		remote_cmdf(&cmd, i > optind ? " %q" : "%q", argv[i]);
 	rc = remote_connect(cli, &a, false, &r, &vc, &e);
@@ -601,24 +580,17 @@ static int cmd_remote_exec(struct cli *cli, int argc, char **argv)
 
 int cmd_remote(struct cli *cli, int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*run)(struct cli *, int, char **);
-	} subs[] = {
-		{ "wait", cmd_remote_wait }, { "push", cmd_remote_push },
-		{ "launch", cmd_remote_launch }, { "status", cmd_remote_status },
-		{ "logs", cmd_remote_logs }, { "pull", cmd_remote_pull },
-		{ "exec", cmd_remote_exec },
+	static const struct cli_command subs[] = {
+		{ "wait", cmd_remote_wait, NULL, NULL },
+		{ "push", cmd_remote_push, NULL, NULL },
+		{ "launch", cmd_remote_launch, NULL, NULL },
+		{ "status", cmd_remote_status, NULL, NULL },
+		{ "logs", cmd_remote_logs, NULL, NULL },
+		{ "pull", cmd_remote_pull, NULL, NULL },
+		{ "exec", cmd_remote_exec, NULL, NULL },
 	};
 
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs(cmd_remote_usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
-		if (!strcmp(argv[1], subs[i].name))
-			return subs[i].run(cli, argc - 1, argv + 1);
-	return cli_usage("remote", "unknown subcommand '%s'", argv[1]);
+	return cli_dispatch(cli, "remote", subs, sizeof(subs) / sizeof(subs[0]), cmd_remote_usage, argc, argv);
 }
 
 int cmd_ssh(struct cli *cli, int argc, char **argv)
@@ -639,7 +611,6 @@ int cmd_ssh(struct cli *cli, int argc, char **argv)
 		a.target = argv[optind++];
 	if (optind < argc)
 		return cli_usage("ssh", "unexpected argument '%s'", argv[optind]);
-	buf_init(&cmd);
 	rc = remote_connect(cli, &a, false, &r, &vc, &e);
 	if (!rc && a.job)
 		rc = remote_job_check(a.job, &e);

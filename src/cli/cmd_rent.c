@@ -245,7 +245,6 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 	int ch, status = EXIT_OK, r, lock_fd = -1;
 	unsigned long long v;
 
-	buf_init(&onstart);
 	while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case O_BEST: best = true; break;

@@ -1,6 +1,7 @@
 /* `ferry store put|get|ls|rm|presign` and `ferry publish`: the artifact
  * store (docs/store.md). */
 #include "cli/cli.h"
+#include "cli/bar.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "common/log.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "recipe/outputs.h"
 #include "store/publish.h"
 #include "store/sigv4.h"
 #include "store/store.h"
@@ -109,34 +111,6 @@ static int store_getopt(int argc, char **argv, const char *name, const char *usa
 	return -1;
 }
 
-/* A progress bar on stderr when it is a terminal. */
-struct store_bar {
-	bool on, drawn;
-	long long t0;
-	const char *label;
-};
-
-static void store_bar_draw(void *arg, const char *phase, uint64_t done, uint64_t total)
-{
-	struct store_bar *b = arg;
-	double secs = (double)(clock_mono_ms() - b->t0 + 1) / 1000.0;
-
-	if (!b->on)
-		return;
-	fprintf(stderr, "\r\033[K%s %-11s %5.1f%%  %8.1f of %.1f MiB  %6.1f MiB/s",
-		b->label ? b->label : "", phase,
-		total ? 100.0 * (double)done / (double)total : 100.0, (double)done / 1048576.0,
-		(double)total / 1048576.0, (double)done / 1048576.0 / secs);
-	b->drawn = true;
-}
-
-static void store_bar_end(struct store_bar *b)
-{
-	if (b->drawn)
-		fputs("\r\033[K", stderr);
-	b->drawn = false;
-}
-
 static int store_open_args(struct cli *cli, const struct store_args *a, struct store **s,
 			   struct err *e)
 {
@@ -155,8 +129,7 @@ static int cmd_store_put(struct cli *cli, int argc, char **argv)
 {
 	struct store_args a = { 0 };
 	struct store_put_result res;
-	struct store_bar bar = { .on = isatty(2), .t0 = clock_mono_ms() };
-	struct s3_progress pg = { store_bar_draw, &bar };
+	struct cli_bar bar;
 	struct store *s = NULL;
 	struct err e = { 0 };
 	int rc = store_getopt(argc, argv, "store put", cmd_store_usage, &a);
@@ -165,10 +138,11 @@ static int cmd_store_put(struct cli *cli, int argc, char **argv)
 		return rc;
 	if (argc - optind != 2)
 		return cli_usage("store put", "give FILE and KEY");
+	cli_bar_init(&bar, NULL);
 	rc = store_open_args(cli, &a, &s, &e);
 	if (!rc)
-		rc = store_put(s, argv[optind], argv[optind + 1], &pg, &res, &e);
-	store_bar_end(&bar);
+		rc = store_put(s, argv[optind], argv[optind + 1], &bar.pg, &res, &e);
+	cli_bar_end(&bar);
 	if (!rc && a.json) {
 		json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:s, s:b, s:b, s:b, s:i, s:i, s:I}",
 				      "key", argv[optind + 1], "store", store_kind_name(s),
@@ -197,8 +171,7 @@ static int cmd_store_put(struct cli *cli, int argc, char **argv)
 static int cmd_store_get(struct cli *cli, int argc, char **argv)
 {
 	struct store_args a = { 0 };
-	struct store_bar bar = { .on = isatty(2), .t0 = clock_mono_ms() };
-	struct s3_progress pg = { store_bar_draw, &bar };
+	struct cli_bar bar;
 	struct store *s = NULL;
 	struct err e = { 0 };
 	uint64_t size = 0;
@@ -208,10 +181,11 @@ static int cmd_store_get(struct cli *cli, int argc, char **argv)
 		return rc;
 	if (argc - optind != 2)
 		return cli_usage("store get", "give KEY and FILE");
+	cli_bar_init(&bar, NULL);
 	rc = store_open_args(cli, &a, &s, &e);
 	if (!rc)
-		rc = store_get(s, argv[optind], argv[optind + 1], &pg, &size, &e);
-	store_bar_end(&bar);
+		rc = store_get(s, argv[optind], argv[optind + 1], &bar.pg, &size, &e);
+	cli_bar_end(&bar);
 	if (!rc && a.json) {
 		json_t *j = json_pack("{s:s, s:s, s:I}", "key", argv[optind], "file",
 				      argv[optind + 1], "size", (json_int_t)size);
@@ -247,7 +221,6 @@ static int cmd_store_ls(struct cli *cli, int argc, char **argv)
 			struct buf k = BUF_INIT;
 
 			/* A key from the server may not be UTF-8: escaped, it is. */
-			buf_init(&k);
 			str_escape(v[i].key, &k);
 			json_array_append_new(arr, json_pack("{s:s, s:I, s:s, s:s}", "key", k.data,
 							     "size", (json_int_t)v[i].size,
@@ -263,8 +236,6 @@ static int cmd_store_ls(struct cli *cli, int argc, char **argv)
 		for (size_t i = 0; i < n; i++) {
 			struct buf k = BUF_INIT, t = BUF_INIT;
 
-			buf_init(&k);
-			buf_init(&t);
 			str_escape(v[i].key, &k);
 			str_escape(v[i].last_modified, &t);
 			printf("%12llu  %-24s  %s\n", (unsigned long long)v[i].size, t.data, k.data);
@@ -336,26 +307,19 @@ static int cmd_store_presign(struct cli *cli, int argc, char **argv)
 
 int cmd_store(struct cli *cli, int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*run)(struct cli *, int, char **);
-	} subs[] = {
-		{ "put", cmd_store_put }, { "get", cmd_store_get }, { "ls", cmd_store_ls },
-		{ "rm", cmd_store_rm }, { "presign", cmd_store_presign },
+	static const struct cli_command subs[] = {
+		{ "put", cmd_store_put, NULL, NULL },
+		{ "get", cmd_store_get, NULL, NULL },
+		{ "ls", cmd_store_ls, NULL, NULL },
+		{ "rm", cmd_store_rm, NULL, NULL },
+		{ "presign", cmd_store_presign, NULL, NULL },
 	};
 
-	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		fputs(cmd_store_usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : EXIT_OK;
-	}
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
-		if (!strcmp(argv[1], subs[i].name))
-			return subs[i].run(cli, argc - 1, argv + 1);
-	return cli_usage("store", "unknown subcommand '%s'", argv[1]);
+	return cli_dispatch(cli, "store", subs, sizeof(subs) / sizeof(subs[0]), cmd_store_usage, argc, argv);
 }
 
 struct publish_view {
-	struct store_bar bar;
+	struct cli_bar bar;
 	struct buf name;   /* the file's name, escaped: names may hold anything */
 	bool quiet;
 };
@@ -366,11 +330,10 @@ static void publish_on_file(void *arg, const char *rel, const struct store_put_r
 
 	buf_reset(&v->name);
 	str_escape(rel, &v->name);
-	v->bar.label = v->name.data;
-	v->bar.t0 = clock_mono_ms();
+	cli_bar_restart(&v->bar, v->name.data);
 	if (!res)
 		return;
-	store_bar_end(&v->bar);
+	cli_bar_end(&v->bar);
 	if (!v->quiet)
 		printf("%s %s (%llu bytes)\n", res->skipped ? "already there" : "published",
 		       v->name.data, (unsigned long long)res->size);
@@ -379,8 +342,7 @@ static void publish_on_file(void *arg, const char *rel, const struct store_put_r
 int cmd_publish(struct cli *cli, int argc, char **argv)
 {
 	struct store_args a = { 0 };
-	struct publish_view view = { .bar = { .on = isatty(2) } };
-	struct s3_progress pg = { store_bar_draw, &view.bar };
+	struct publish_view view = { .name = BUF_INIT };
 	struct publish_opts po = { 0 };
 	struct store *s = NULL;
 	struct err e = { 0 };
@@ -394,14 +356,15 @@ int cmd_publish(struct cli *cli, int argc, char **argv)
 	if (!a.prefix)
 		return cli_usage("publish", "give --prefix P (such as jobs/JOB)");
 	view.quiet = a.json;
-	buf_init(&view.name);
+	cli_bar_init(&view.bar, NULL);
 	po = (struct publish_opts){ .dir = argv[optind], .prefix = a.prefix,
-				    .with_optimizer = a.with_optimizer, .pg = &pg,
+				    .with_optimizer = a.with_optimizer, .pg = &view.bar.pg,
+				    .private_file = recipe_output_private,
 				    .on_file = publish_on_file, .arg = &view };
 	rc = store_open_args(cli, &a, &s, &e);
 	if (!rc)
 		rc = publish_dir(s, &po, &result, &e);
-	store_bar_end(&view.bar);
+	cli_bar_end(&view.bar);
 	if (!rc && a.json) {
 		/* Presigned URLs are this command's output: plain stdio. */
 		char *text = json_dumps(result, JSON_INDENT(2) | JSON_SORT_KEYS);

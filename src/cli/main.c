@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,12 +74,32 @@ static void print_main_usage(FILE *f)
 	fputs("\nRun `ferry help COMMAND` for a command's options.\n", f);
 }
 
+const struct cli_command *cli_find(const struct cli_command *cmds, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(cmds[i].name, name))
+			return &cmds[i];
+	return NULL;
+}
+
 static const struct cli_command *find_command(const char *name)
 {
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (!strcmp(commands[i].name, name))
-			return &commands[i];
-	return NULL;
+	return cli_find(commands, sizeof(commands) / sizeof(commands[0]), name);
+}
+
+int cli_dispatch(struct cli *cli, const char *group, const struct cli_command *subs, size_t n,
+		 const char *usage, int argc, char **argv)
+{
+	const struct cli_command *c;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		fputs(usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	c = cli_find(subs, n, argv[1]);
+	if (!c)
+		return cli_usage(group, "unknown subcommand '%s'", argv[1]);
+	return c->run(cli, argc - 1, argv + 1);
 }
 
 static int cmd_help(struct cli *cli, int argc, char **argv)
@@ -198,6 +219,10 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
+	/* A peer that closed its end (an SSH session, an HTTP connection, a
+	 * child's stdin) must be an error to handle, never a death: libcurl
+	 * runs with CURLOPT_NOSIGNAL and leaves SIGPIPE to us. */
+	signal(SIGPIPE, SIG_IGN);
 	cli.cfg = config_new();
 	if (config_load(cli.cfg, config_path, &e)) {
 		status = cli_fail(&e);

@@ -1,4 +1,6 @@
-/* A growable byte buffer, always NUL-terminated. */
+/* A growable byte buffer, always NUL-terminated. `data` is never NULL:
+ * BUF_INIT points an empty buffer at a shared empty string (git's slopbuf),
+ * so a declaration with BUF_INIT is ready to use without buf_init. */
 #ifndef FERRY_BUF_H
 #define FERRY_BUF_H
 
@@ -6,13 +8,15 @@
 #include <stddef.h>
 
 struct buf {
-	char *data; /* never NULL after buf_init */
+	char *data; /* never NULL (a zeroed struct gets storage on first growth) */
 	size_t len;
 	size_t cap;
 };
 
-#define BUF_INIT { NULL, 0, 0 }
+extern char buf_empty[1];
+#define BUF_INIT { buf_empty, 0, 0 }
 
+/* For buffers in memory that was not set with BUF_INIT (heap, memset). */
 void buf_init(struct buf *b);
 void buf_release(struct buf *b);
 void buf_reset(struct buf *b);

@@ -1,7 +1,11 @@
-/* Time sources: monotonic for durations, wall clock for records. */
+/* Time: monotonic for durations, wall clock for records; the one place
+ * ferry sleeps, backs off and notices that it was asked to stop. */
 #ifndef FERRY_CLOCK_H
 #define FERRY_CLOCK_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <time.h>
 
 long long clock_mono_ms(void);
@@ -11,5 +15,45 @@ long long clock_wall_s(void);
 long long clock_ts_ns(struct timespec ts);
 /* The wall clock in nanoseconds, as file times are kept. */
 long long clock_wall_ns(void);
+
+/* A cancel token: set once by whoever owns the work (a job's cancel, a
+ * worker draining, ^C), seen by every wait that was handed it. Setting it
+ * wakes the sleepers at once; cancel_set_flag only marks it (safe in a
+ * signal handler) and sleepers see it within CLOCK_CANCEL_POLL_MS. */
+struct cancel {
+	atomic_bool set;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+#define CLOCK_CANCEL_POLL_MS 100
+
+void cancel_init(struct cancel *c);
+void cancel_release(struct cancel *c);
+void cancel_set(struct cancel *c);
+void cancel_set_flag(struct cancel *c);
+/* False for a NULL token. */
+bool cancel_is_set(const struct cancel *c);
+
+/* Sleep `ms` milliseconds (through EINTR), or until `c` (may be NULL) is
+ * set: then ERR_CANCELLED, else 0. */
+int clock_sleep_ms(long long ms, struct cancel *c);
+
+/* Exponential backoff: waits of first_ms, doubled each time up to max_ms;
+ * with `jitter`, each wait is drawn from [w/2, w] so that many waiters do
+ * not come back at once. Zero-initialised fields take 1 s and 30 s. */
+struct backoff {
+	long long first_ms, max_ms;
+	bool jitter;
+	long long next_ms;       /* the coming wait; 0: first_ms */
+	int tries;               /* waits taken since the last reset */
+};
+
+/* The coming wait, and the one after it made longer. */
+long long backoff_next(struct backoff *b);
+/* Back to the first wait (after a success). */
+void backoff_reset(struct backoff *b);
+/* Sleep the coming wait: 0, or ERR_CANCELLED. */
+int backoff_sleep(struct backoff *b, struct cancel *c);
 
 #endif

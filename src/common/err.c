@@ -42,21 +42,46 @@ int err_sys(struct err *e, int code, const char *fmt, ...)
 	return code;
 }
 
-int err_prefix(struct err *e, const char *fmt, ...)
+static __attribute__((format(printf, 2, 0))) void err_vprefix(struct err *e, const char *fmt,
+								va_list ap)
 {
 	char old[sizeof(e->msg)];
 	size_t len;
+
+	memcpy(old, e->msg, sizeof(old));
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	len = strlen(e->msg);
+	snprintf(e->msg + len, sizeof(e->msg) - len, ": %s", old);
+}
+
+int err_prefix(struct err *e, const char *fmt, ...)
+{
 	va_list ap;
 
 	if (!e)
 		return ERR_FAIL;
-	memcpy(old, e->msg, sizeof(old));
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	err_vprefix(e, fmt, ap);
 	va_end(ap);
-	len = strlen(e->msg);
-	snprintf(e->msg + len, sizeof(e->msg) - len, ": %s", old);
 	return e->code;
+}
+
+int err_prefix_code(struct err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!e)
+		return code;
+	va_start(ap, fmt);
+	err_vprefix(e, fmt, ap);
+	va_end(ap);
+	e->code = code;
+	return code;
+}
+
+const char *err_msg(const struct err *e)
+{
+	return e ? e->msg : "";
 }
 
 void err_clear(struct err *e)
@@ -81,6 +106,7 @@ const char *err_name(int code)
 	case ERR_CHANGED: return "changed";
 	case ERR_HTTP: return "http";
 	case ERR_CONN: return "connection";
+	case ERR_CANCELLED: return "cancelled";
 	default: return "failed";
 	}
 }

@@ -19,6 +19,7 @@ enum {
 	ERR_CHANGED = -11, /* a file changed while we used it */
 	ERR_HTTP = -12,
 	ERR_CONN = -13,    /* the connection to a remote host failed (ssh exit 255) */
+	ERR_CANCELLED = -14, /* stopped because its cancel token was set */
 };
 
 struct err {
@@ -33,9 +34,15 @@ int err_set(struct err *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int err_sys(struct err *e, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Prefix an existing message: "context: old message". */
+/* Prefix an existing message: "context: old message". Returns e's code
+ * (ERR_FAIL when e is NULL: with an optional e, use err_prefix_code). */
 int err_prefix(struct err *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* The same, also setting the code; returns `code` even when e is NULL. */
+int err_prefix_code(struct err *e, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* e's message, or "" for a NULL e: for messages built from an optional e. */
+const char *err_msg(const struct err *e);
 void err_clear(struct err *e);
 const char *err_name(int code);
 /* The CLI exit status for an error code: 1 failed, 2 usage, 3 configuration. */

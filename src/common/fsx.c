@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,27 +71,25 @@ int fsx_write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int fsx_create_temp(const char *path, mode_t mode, char **tmp, struct err *e)
+int fsx_create_temp(const char *path, mode_t mode, int *fd, char **tmp, struct err *e)
 {
-	int fd;
+	int r = 0;
 
 	*tmp = xasprintf("%s.tmp-XXXXXX", path);
-	fd = mkostemp(*tmp, O_CLOEXEC);
-	if (fd < 0) {
-		int r = err_sys(e, ERR_IO, "cannot create a temporary file beside %s", path);
-		free(*tmp);
-		*tmp = NULL;
-		return r;
-	}
-	if (fchmod(fd, mode)) {
-		int r = err_sys(e, ERR_IO, "cannot set the mode of %s", *tmp);
-		close(fd);
+	*fd = mkostemp(*tmp, O_CLOEXEC);
+	if (*fd < 0) {
+		r = err_sys(e, ERR_IO, "cannot create a temporary file beside %s", path);
+	} else if (fchmod(*fd, mode)) {
+		r = err_sys(e, ERR_IO, "cannot set the mode of %s", *tmp);
+		close(*fd);
+		*fd = -1;
 		unlink(*tmp);
+	}
+	if (r) {
 		free(*tmp);
 		*tmp = NULL;
-		return r;
 	}
-	return fd;
+	return r;
 }
 
 int fsx_write_atomic(const char *path, const void *data, size_t len, mode_t mode, struct err *e)
@@ -100,9 +97,9 @@ int fsx_write_atomic(const char *path, const void *data, size_t len, mode_t mode
 	char *tmp = NULL;
 	int fd, r = 0;
 
-	fd = fsx_create_temp(path, mode, &tmp, e);
-	if (fd < 0)
-		return fd;
+	r = fsx_create_temp(path, mode, &fd, &tmp, e);
+	if (r)
+		return r;
 	if (fsx_write_all(fd, data, len) || fsync(fd)) {
 		r = err_sys(e, ERR_IO, "cannot write %s", tmp);
 		close(fd);
@@ -118,23 +115,24 @@ out:
 	return r;
 }
 
-int fsx_open_regular(const char *path, struct stat *st, struct err *e)
+int fsx_open_regular(const char *path, int *fd, struct stat *st, struct err *e)
 {
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	int r = 0;
 
-	if (fd < 0)
+	*fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (*fd < 0)
 		return err_sys(e, ERR_IO, "cannot open %s", path);
-	if (fstat(fd, st)) {
-		int r = err_sys(e, ERR_IO, "cannot stat %s", path);
-		close(fd);
+	if (fstat(*fd, st))
+		r = err_sys(e, ERR_IO, "cannot stat %s", path);
+	else if (!S_ISREG(st->st_mode))
+		r = err_set(e, ERR_FORMAT, "%s is not a regular file", path);
+	if (r) {
+		close(*fd);
+		*fd = -1;
 		return r;
 	}
-	if (!S_ISREG(st->st_mode)) {
-		close(fd);
-		return err_set(e, ERR_FORMAT, "%s is not a regular file", path);
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	return fd;
+	fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
+	return 0;
 }
 
 int fsx_read_file(const char *path, struct buf *out, size_t max, struct err *e)
@@ -142,9 +140,9 @@ int fsx_read_file(const char *path, struct buf *out, size_t max, struct err *e)
 	struct stat st;
 	int fd, r;
 
-	fd = fsx_open_regular(path, &st, e);
-	if (fd < 0)
-		return fd;
+	r = fsx_open_regular(path, &fd, &st, e);
+	if (r)
+		return r;
 	r = fsx_read_fd(fd, path, out, max, e);
 	close(fd);
 	return r;
@@ -187,17 +185,11 @@ int fsx_copy_file(const char *src, const char *dst, mode_t mode, struct err *e)
 	struct stat st;
 	ssize_t n;
 
-	in = fsx_open_regular(src, &st, e);
-	if (in < 0) {
-		r = in;
+	r = fsx_open_regular(src, &in, &st, e);
+	if (!r)
+		r = fsx_create_temp(dst, mode, &outfd, &tmp, e);
+	if (r)
 		goto out;
-	}
-	outfd = fsx_create_temp(dst, mode, &tmp, e);
-	if (outfd < 0) {
-		r = outfd;
-		outfd = -1;
-		goto out;
-	}
 	while ((n = read(in, chunk, 1u << 20)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -289,27 +281,53 @@ int fsx_remove_tree(const char *path, struct err *e)
 	return r;
 }
 
-static unsigned long long fsx_tree_sum; /* nftw takes no user pointer */
-
-static int fsx_tree_add(const char *path, const struct stat *st, int type, struct FTW *ftw)
+/* Add the regular files under `path` (a folder; links not followed). */
+static int fsx_tree_add(const char *path, unsigned long long *sum, struct err *e)
 {
-	if (type == FTW_F && S_ISREG(st->st_mode))
-		fsx_tree_sum += (unsigned long long)st->st_size;
-	return 0;
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int r = 0;
+
+	if (!d)
+		return err_sys(e, ERR_IO, "cannot walk %s", path);
+	while (!r && (de = readdir(d))) {
+		struct stat st;
+		char *child;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		child = fsx_join(path, de->d_name);
+		if (lstat(child, &st))
+			r = errno == ENOENT ? 0 : err_sys(e, ERR_IO, "cannot stat %s", child);
+		else if (S_ISREG(st.st_mode))
+			*sum += (unsigned long long)st.st_size;
+		else if (S_ISDIR(st.st_mode))
+			r = fsx_tree_add(child, sum, e);
+		free(child);
+	}
+	closedir(d);
+	return r;
 }
 
 int fsx_tree_bytes(const char *path, unsigned long long *bytes, struct err *e)
 {
 	struct stat st;
+	unsigned long long sum = 0;
+	int r;
 
 	*bytes = 0;
 	if (stat(path, &st))
 		return err_sys(e, ERR_IO, "%s", path);
-	fsx_tree_sum = 0;
-	if (nftw(path, fsx_tree_add, 16, FTW_PHYS))
-		return err_sys(e, ERR_IO, "cannot walk %s", path);
-	*bytes = fsx_tree_sum;
-	return 0;
+	if (S_ISREG(st.st_mode)) {
+		*bytes = (unsigned long long)st.st_size;
+		return 0;
+	}
+	if (!S_ISDIR(st.st_mode))
+		return 0;
+	r = fsx_tree_add(path, &sum, e);
+	if (!r)
+		*bytes = sum;
+	return r;
 }
 
 int fsx_lock(const char *path, int *fd, struct err *e)

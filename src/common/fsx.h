@@ -18,13 +18,14 @@ int fsx_write_atomic(const char *path, const void *data, size_t len, mode_t mode
 /* Append the whole file to `out`; fails with ERR_LIMIT past max bytes (0: 256 MiB). */
 int fsx_read_file(const char *path, struct buf *out, size_t max, struct err *e);
 /* Open a regular file for reading without blocking on a FIFO or device that
- * took its place (ERR_FORMAT for anything but a regular file); fills *st. */
-int fsx_open_regular(const char *path, struct stat *st, struct err *e);
+ * took its place (ERR_FORMAT for anything but a regular file); fills *fd
+ * (-1 on failure) and *st. */
+int fsx_open_regular(const char *path, int *fd, struct stat *st, struct err *e);
 /* Append everything readable from fd; `path` names it in errors. */
 int fsx_read_fd(int fd, const char *path, struct buf *out, size_t max, struct err *e);
 /* Create a new temporary file beside `path` (O_EXCL, never through a link):
- * returns the fd and stores its name in *tmp (caller frees). */
-int fsx_create_temp(const char *path, mode_t mode, char **tmp, struct err *e);
+ * *fd is its descriptor (-1 on failure) and *tmp its name (caller frees). */
+int fsx_create_temp(const char *path, mode_t mode, int *fd, char **tmp, struct err *e);
 /* Copy a regular file atomically (temp + rename), keeping nothing but bytes. */
 int fsx_copy_file(const char *src, const char *dst, mode_t mode, struct err *e);
 /* "a" + "/" + "b", without doubling the slash. */

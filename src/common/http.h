@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "err.h"
 
 struct http_request {
@@ -33,6 +34,8 @@ struct http_request {
 	int timeout_s;               /* whole exchange; 0: 60; negative: no limit */
 	int stall_s;                 /* > 0: give up when no byte moved for this long */
 	size_t max_reply;            /* bytes of reply kept; 0: 32 MiB */
+	struct cancel *cancel;       /* set: the exchange (and http_do's waits) stop
+				      * with ERR_CANCELLED; NULL: never */
 };
 
 struct http_response {
@@ -80,7 +83,8 @@ struct http_retry {
 
 /* Send with retries. Returns like http_send: 0 with the final answer
  * (which may still be an error status), or the last transport error
- * prefixed with the number of tries. */
+ * prefixed with the number of tries; ERR_CANCELLED as soon as rq->cancel
+ * is set, whether sending or waiting to send again. */
 int http_do(const struct http_request *rq, const struct http_retry *p,
 	    struct http_response *rs, struct err *e);
 
@@ -111,8 +115,6 @@ int http_multi_next(struct http_multi *m, int wait_ms, void **tag, enum http_out
  * server's Retry-After when it sent one (at most 60 s), else a random
  * delay in [d/2, d] with d = base * 2^(attempt-1) capped at max. */
 long http_backoff_ms(const struct http_retry *p, int attempt, long retry_after_s);
-
-void http_sleep_ms(long ms);
 
 /* `url` as it may be shown and logged: no userinfo (user:password@), the
  * query and fragment replaced by "?…" / "#…", control characters escaped. */

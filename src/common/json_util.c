@@ -57,7 +57,6 @@ json_t *json_string_escaped(const char *s)
 	struct buf b = BUF_INIT;
 	json_t *v;
 
-	buf_init(&b);
 	str_escape(s, &b);
 	v = json_string(b.data);
 	buf_release(&b);

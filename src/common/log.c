@@ -11,6 +11,15 @@
 static enum log_level log_level = LOG_WARN;
 static struct strv log_secrets;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread struct log_sink log_sink;
+static __thread bool log_has_sink;
+
+void log_set_thread_sink(const struct log_sink *sink)
+{
+	log_has_sink = sink && sink->fn;
+	if (log_has_sink)
+		log_sink = *sink;
+}
 
 void log_set_level(enum log_level level)
 {
@@ -57,7 +66,6 @@ void log_redact(struct buf *b)
 
 		if (!b->len || !strstr(b->data, s))
 			continue;
-		buf_init(&out);
 		while ((hit = strstr(p, s))) {
 			buf_add(&out, p, (size_t)(hit - p));
 			buf_puts(&out, "****");
@@ -76,7 +84,6 @@ static __attribute__((format(printf, 3, 0))) void log_vwrite(FILE *f, const char
 {
 	struct buf b = BUF_INIT;
 
-	buf_init(&b);
 	buf_puts(&b, prefix);
 	buf_vprintf(&b, fmt, ap);
 	log_redact(&b);
@@ -96,20 +103,30 @@ void log_fprintf(FILE *f, const char *fmt, ...)
 void log_msg(enum log_level level, const char *func, const char *fmt, ...)
 {
 	static const char *names[] = { "error", "warning", "info", "debug", "trace" };
-	char prefix[128];
+	bool to_sink = log_has_sink && level <= log_sink.level;
+	bool to_stderr = level <= log_level && (!log_has_sink || log_sink.stderr_too);
+	struct buf b = BUF_INIT;
 	size_t n;
 	va_list ap;
 
-	if (level > log_level)
+	if (!to_sink && !to_stderr)
 		return;
-	if (log_level >= LOG_DEBUG)
-		snprintf(prefix, sizeof(prefix), "ferry: %s: %s: ", names[level], func);
-	else
-		snprintf(prefix, sizeof(prefix), "ferry: %s: ", names[level]);
 	va_start(ap, fmt);
-	log_vwrite(stderr, prefix, fmt, ap);
+	buf_vprintf(&b, fmt, ap);
 	va_end(ap);
-	n = strlen(fmt);
-	if (!n || fmt[n - 1] != '\n')
-		fputc('\n', stderr);
+	log_redact(&b);
+	n = b.len;
+	while (n && b.data[n - 1] == '\n')
+		b.data[--n] = '\0';
+	b.len = n;
+	if (to_sink)
+		log_sink.fn(log_sink.arg, level, b.data);
+	if (to_stderr) {
+		if (log_level >= LOG_DEBUG)
+			fprintf(stderr, "ferry: %s: %s: %s\n", names[level], func, b.data);
+		else
+			fprintf(stderr, "ferry: %s: %s\n", names[level], b.data);
+	}
+	explicit_bzero(b.data, b.len);
+	buf_release(&b);
 }

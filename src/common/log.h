@@ -1,8 +1,11 @@
 /* Logging to stderr with secret redaction. Secrets registered here are
- * masked in every log line and in anything passed through log_redact. */
+ * masked in every log line and in anything passed through log_redact.
+ * A thread may route its lines to a sink of its own (a job thread to its
+ * job's events), redacted the same way. */
 #ifndef FERRY_LOG_H
 #define FERRY_LOG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "buf.h"
@@ -19,6 +22,19 @@ void log_forget_secrets(void);
 void log_redact(struct buf *b);
 /* Print to `f` with secrets masked. */
 void log_fprintf(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Where the calling thread's log lines go besides (or instead of) stderr.
+ * `fn` gets each line redacted, without the "ferry: level: " prefix and
+ * the newline. */
+struct log_sink {
+	void (*fn)(void *arg, enum log_level level, const char *line);
+	void *arg;
+	enum log_level level;      /* lines up to this level reach fn */
+	bool stderr_too;           /* also to stderr, at the global level */
+};
+
+/* Set (a copy) or, with NULL, clear the calling thread's sink. */
+void log_set_thread_sink(const struct log_sink *sink);
+
 void log_msg(enum log_level level, const char *func, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "log.h"
 
 extern char **environ;
 
@@ -32,7 +33,9 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 	size_t cap, written = 0;
 	long long deadline = 0;
 	int r = 0, wstatus = 0;
-	bool timed_out = false;
+	bool timed_out = false, cancelled = false, cut = false;
+	const char *failed = NULL; /* a system call that failed while waiting */
+	int failed_errno = 0;
 	pid_t pid;
 
 	if (!opts)
@@ -94,9 +97,17 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 		}
 		if (opts->tick && (wait_ms < 0 || wait_ms > opts->tick_ms))
 			wait_ms = opts->tick_ms > 0 ? opts->tick_ms : 200;
+		if (opts->cancel && (wait_ms < 0 || wait_ms > CLOCK_CANCEL_POLL_MS))
+			wait_ms = CLOCK_CANCEL_POLL_MS;
+		if (cancel_is_set(opts->cancel)) {
+			cancelled = true;
+			break;
+		}
 		if (poll(pf, (nfds_t)nf, wait_ms) < 0) {
 			if (errno == EINTR)
 				continue;
+			failed = "poll";
+			failed_errno = errno;
 			break;
 		}
 		if (opts->tick)
@@ -128,31 +139,54 @@ int proc_run(const char *const argv[], const struct proc_opts *opts,
 					*(is_out ? &pout[0] : &perr[0]) = -1;
 				} else if (dst && dst->len + (size_t)n <= cap) {
 					buf_add(dst, chunk, (size_t)n);
+				} else if (dst) {
+					cut = true;
 				}
 			}
 		}
 	}
 	/* The child may have closed its pipes and still be running: the limit
-	 * holds until it exits. */
-	while (!timed_out) {
-		pid_t w = waitpid(pid, &wstatus, deadline ? WNOHANG : 0);
+	 * and the cancel token hold until it exits. */
+	while (!timed_out && !cancelled && !failed) {
+		bool poll_wait = deadline || opts->cancel || opts->tick;
+		pid_t w = waitpid(pid, &wstatus, poll_wait ? WNOHANG : 0);
 
-		if (w == pid || (w < 0 && errno != EINTR))
+		if (w == pid)
 			goto reaped;
-		if (w == 0 && clock_mono_ms() >= deadline)
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			failed = "waitpid";
+			failed_errno = errno;
+			break;
+		}
+		if (deadline && clock_mono_ms() >= deadline)
 			timed_out = true;
-		else if (w == 0)
+		else if (cancel_is_set(opts->cancel))
+			cancelled = true;
+		else
 			usleep(10000);
-		if (w == 0 && opts->tick)
+		if (opts->tick)
 			opts->tick(opts->tick_arg);
 	}
 	kill(-pid, SIGKILL);
 	while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
 		;
 reaped:
-	if (timed_out) {
+	if (failed) {
+		errno = failed_errno;
+		r = err_sys(e, ERR_IO, "%s failed while running %s (it was stopped)", failed,
+			    argv[0]);
+	} else if (cancelled) {
+		r = err_set(e, ERR_CANCELLED, "%s was stopped: cancelled", argv[0]);
+	} else if (timed_out) {
 		r = err_set(e, ERR_TIMEOUT, "%s did not finish within %d ms and was killed",
 			    argv[0], opts->timeout_ms);
+	}
+	if (cut) {
+		log_warn("%s wrote more than %zu bytes; the rest was dropped", argv[0], cap);
+		if (opts->cut)
+			*opts->cut = true;
 	}
 	if (status)
 		*status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "err.h"
 
 struct proc_opts {
@@ -23,11 +24,16 @@ struct proc_opts {
 	void (*tick)(void *arg);
 	void *tick_arg;
 	int tick_ms;
+	struct cancel *cancel;  /* set: the process group is killed, ERR_CANCELLED */
+	bool *cut;              /* set true when output past max_output was dropped */
 };
 
 /* Runs argv[0] (looked up in PATH). `out` and `errout` may be NULL to discard.
  * On return *status is the exit code, or 128+signal when killed.
- * Returns ERR_TIMEOUT when the limit was hit, ERR_IO when it could not run. */
+ * Returns ERR_TIMEOUT when the limit was hit, ERR_CANCELLED when the cancel
+ * token was set (the process group is killed either way), ERR_IO when it
+ * could not run or could not be waited for. Output past the cap is
+ * dropped with a warning and *cut set. */
 int proc_run(const char *const argv[], const struct proc_opts *opts,
 	     struct buf *out, struct buf *errout, int *status, struct err *e);
 

@@ -131,7 +131,6 @@ int sha256_file_cached(const char *path, const char *cache_dir, char hex[SHA256_
 			  (unsigned long long)before.st_ino);
 	sha256_stamp(&before, stamp, sizeof(stamp));
 	stamp_len = strlen(stamp);
-	buf_init(&rec);
 	/* An entry is "STAMP HEX\n". */
 	if (!fsx_read_file(entry, &rec, 256, NULL) && rec.len == stamp_len + 1 + SHA256_HEX_LEN + 1 &&
 	    !strncmp(rec.data, stamp, stamp_len) && rec.data[stamp_len] == ' ') {

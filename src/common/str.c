@@ -1,6 +1,7 @@
 #include "str.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -146,7 +147,6 @@ int str_split_words(const char *line, struct strv *out, struct err *e)
 	char quote = 0;
 	int r = 0;
 
-	buf_init(&w);
 	for (const char *p = line;; p++) {
 		char c = *p;
 
@@ -206,6 +206,17 @@ int str_to_u64(const char *s, unsigned long long *out)
 	*out = strtoull(s, &end, 10);
 	if (errno || *end)
 		return ERR_USAGE;
+	return 0;
+}
+
+int str_to_i64(const char *s, long long *out)
+{
+	unsigned long long v;
+	bool neg = s && *s == '-';
+
+	if (!s || str_to_u64(s + neg, &v) || v > (unsigned long long)LLONG_MAX)
+		return ERR_USAGE;
+	*out = neg ? -(long long)v : (long long)v;
 	return 0;
 }
 

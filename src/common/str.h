@@ -38,6 +38,8 @@ bool str_contains_word_ci(const char *text, const char *word);
 int str_split_words(const char *line, struct strv *out, struct err *e);
 /* Parse a non-negative decimal integer; the whole string must be a number. */
 int str_to_u64(const char *s, unsigned long long *out);
+/* The same with an optional leading '-'. */
+int str_to_i64(const char *s, long long *out);
 /* Append `s` to `out` quoted for a POSIX shell: one word, nothing in it
  * interpreted ('...' with each ' written as '\''). */
 void str_shell_quote(const char *s, struct buf *out);

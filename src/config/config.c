@@ -286,7 +286,6 @@ static int config_read_file(struct config *c, const char *path, bool must_exist,
 	int r, lineno = 0;
 	struct err re = { 0 };
 
-	buf_init(&text);
 	r = fsx_read_file(path, &text, 1u << 20, &re);
 	if (r) {
 		if (!must_exist && re.sys_errno == ENOENT)
@@ -366,7 +365,6 @@ static void config_read_env(struct config *c)
 			char *path = xasprintf("%s/%s", home, s->keyfile);
 			struct buf v = BUF_INIT;
 
-			buf_init(&v);
 			if (!fsx_read_file(path, &v, 4096, NULL) && *str_trim(v.data))
 				config_store(c, i, v.data, CONFIG_SRC_ENV, xasprintf("file %s", path));
 			explicit_bzero(v.data, v.len);
@@ -489,7 +487,6 @@ void config_print(const struct config *c, FILE *f, bool json)
 
 		json_object_set_new(root, "file", json_string(c->file));
 		json_object_set_new(root, "settings", arr);
-		buf_init(&out);
 		json_to_buf(root, 1, &out);
 		log_redact(&out);
 		fputs(out.data, f);

@@ -141,7 +141,6 @@ static char *cap_first_line(const char *s, size_t len, size_t max)
 	struct buf b = BUF_INIT;
 	size_t i = 0;
 
-	buf_init(&b);
 	while (i < len && (s[i] == '\n' || s[i] == '\r' || s[i] == ' ' || s[i] == '\t'))
 		i++;
 	for (; i < len && s[i] != '\n' && s[i] != '\r' && b.len < max; i++) {
@@ -180,7 +179,6 @@ int captioner_parse_reply(long status, const char *body, size_t len, char **capt
 	int r;
 
 	*caption = NULL;
-	buf_init(&text);
 	if (len && json_parse(body, len, "caption reply", &doc, &je))
 		doc = NULL;
 	if (status < 200 || status > 299 ||
@@ -353,8 +351,6 @@ static int cap_run_cmd(struct captioner *c, const char *path, char **caption, st
 	const char **argv = xcalloc(c->argv.n + 2, sizeof(*argv));
 	int r, status = 0;
 
-	buf_init(&out);
-	buf_init(&errout);
 	for (size_t i = 0; i < c->argv.n; i++)
 		argv[i] = c->argv.v[i];
 	argv[c->argv.n] = path; /* one argument, whatever it holds */
@@ -407,7 +403,6 @@ static int cap_run_url(struct captioner *c, const char *path, char **caption, st
 	const char *mime;
 	int r;
 
-	buf_init(&img);
 	r = fsx_read_file(path, &img, CAP_MAX_IMAGE, e);
 	if (r)
 		goto out;

@@ -116,7 +116,6 @@ static void ds_scan_dir(struct ds_scan_state *st, const char *rel_dir)
 			struct buf shown = BUF_INIT;
 
 			/* The path is shown escaped: the raw name cannot go into JSON. */
-			buf_init(&shown);
 			str_escape(rel, &shown);
 			SCAN_FINDING(st, DS_SEV_ERROR, "bad_name", shown.data,
 				     "name contains control characters or is not UTF-8; rename the file");
@@ -136,7 +135,6 @@ static void ds_scan_dir(struct ds_scan_state *st, const char *rel_dir)
 			if (!ds_inside(ds->root_real, target)) {
 				struct buf shown = BUF_INIT;
 
-				buf_init(&shown);
 				str_escape(target, &shown);
 				SCAN_FINDING(st, DS_SEV_ERROR, "symlink_outside", rel,
 					     "symbolic link leads outside the dataset (to %s); copy the file in instead",
@@ -361,8 +359,8 @@ static void ds_examine(struct ds_file *f, const struct ds_check_opts *o, struct 
 
 	f->examined = true;
 	buf_reset(data);
-	fd = fsx_open_regular(f->abs, &st, &e);
-	if (fd < 0 || fsx_read_fd(fd, f->rel, data, DS_FILE_MAX, &e)) {
+	if (fsx_open_regular(f->abs, &fd, &st, &e) ||
+	    fsx_read_fd(fd, f->rel, data, DS_FILE_MAX, &e)) {
 		f->status = ERR_IO;
 		f->status_msg = xasprintf("cannot read: %s", e.msg);
 		goto out;
@@ -402,7 +400,6 @@ static void *ds_worker(void *arg)
 	struct ds_work *w = arg;
 	struct buf data = BUF_INIT;
 
-	buf_init(&data);
 	for (;;) {
 		size_t i = atomic_fetch_add(&w->next, 1);
 		if (i >= w->ds->nfiles)
@@ -470,7 +467,6 @@ size_t ds_read_captions(const struct ds_dataset *ds, struct strv *out)
 	struct buf text = BUF_INIT;
 	size_t n = 0;
 
-	buf_init(&text);
 	for (size_t i = 0; i < ds->nfiles; i++) {
 		const struct ds_file *img = &ds->files[i];
 
@@ -496,7 +492,6 @@ char *ds_info_trigger(const struct ds_dataset *ds)
 	json_t *info = NULL;
 	char *trigger = NULL;
 
-	buf_init(&text);
 	if (idx >= 0 && !fsx_read_file(ds->files[idx].abs, &text, DS_CAPTION_MAX, NULL) &&
 	    !json_parse(text.data, text.len, DS_INFO_NAME, &info, NULL))
 		trigger = ds_trigger_from_info(info);
@@ -826,11 +821,12 @@ int ds_check(struct ds_dataset *ds, const struct ds_check_opts *o, struct err *e
 	struct verdict_cache *vc = NULL;
 	const char *root_real = ds->root_real;
 	bool *pending = xcalloc(ds->nfiles ? ds->nfiles : 1, sizeof(*pending));
+	struct err ve = { 0 };
 
-	if (o->cache_dir && root_real && verdict_open(&vc, o->cache_dir, e)) {
+	if (o->cache_dir && root_real && verdict_open(&vc, o->cache_dir, &ve)) {
 		/* A broken cache costs speed, never correctness. */
-		log_warn("%s; checking without it", e->msg);
-		err_clear(e);
+		log_warn("%s; checking without it", ve.msg);
+		err_clear(&ve);
 	}
 	ds->decoded = 0;
 	for (size_t i = 0; i < ds->nfiles; i++) {
@@ -845,10 +841,8 @@ int ds_check(struct ds_dataset *ds, const struct ds_check_opts *o, struct err *e
 			ds->decoded++;
 	}
 	ds_examine_all(ds, o, pending);
-	if (vc && verdict_store(vc, root_real, ds, e)) {
-		log_warn("%s; verdicts not saved", e->msg);
-		err_clear(e);
-	}
+	if (vc && verdict_store(vc, root_real, ds, &ve))
+		log_warn("%s; verdicts not saved", ve.msg);
 	ds_apply_rules(ds, o);
 	verdict_close(vc);
 	free(pending);

@@ -41,7 +41,6 @@ char *fix_caption_normalize(const char *text)
 	const unsigned char *p = (const unsigned char *)text;
 	bool gap = false;
 
-	buf_init(&b);
 	if (p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf)
 		p += 3;
 	for (; *p; p++) {
@@ -77,7 +76,6 @@ static int fix_iconv(const char *from, const char *data, size_t len, char **out)
 
 	if (cd == (iconv_t)-1)
 		return ERR_FORMAT;
-	buf_init(&b);
 	while (left) {
 		char *dst;
 		size_t room, n;
@@ -459,7 +457,6 @@ static int fix_pixels(const struct ds_file *f, unsigned plan, unsigned max_side,
 	bool webp_vips_failed = false;
 
 	*again = false;
-	buf_init(&raw);
 	r = fsx_read_file(f->abs, &raw, FIX_MAX_IMAGE_BYTES, e);
 	if (r)
 		goto out;
@@ -741,7 +738,6 @@ static void fix_do_image(struct fix_ctx *c, struct fix_item *it)
 		struct buf enc = BUF_INIT;
 		unsigned w = 0, h = 0;
 
-		buf_init(&enc);
 		if (fix_image(f, it->plan, max_side, &enc, &w, &h, &e) ||
 		    fix_stage_write(c, it->out_rel, enc.data, enc.len, &e)) {
 			fix_act(&it->acts, f->rel, "fix_failed", "%s; copied unchanged", e.msg);
@@ -798,7 +794,6 @@ static void fix_do_caption(struct fix_ctx *c, struct fix_item *it)
 		struct buf raw = BUF_INIT;
 		const char *from = NULL;
 
-		buf_init(&raw);
 		if (fsx_read_file(g->abs, &raw, DS_CAPTION_MAX, &e) ||
 		    fix_caption_to_utf8(raw.data, raw.len, &text, &from, &e)) {
 			fix_act(&it->acts, g->rel, "dropped_caption", "%s", e.msg);
@@ -895,7 +890,6 @@ static void fix_do_caption(struct fix_ctx *c, struct fix_item *it)
 	if (!o->dry_run) {
 		struct buf b = BUF_INIT;
 
-		buf_init(&b);
 		buf_puts(&b, norm);
 		buf_putc(&b, '\n');
 		if (fix_stage_write(c, it->cap_rel, b.data, b.len, &e)) {

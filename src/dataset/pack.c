@@ -385,7 +385,6 @@ int ds_pack_write(const char *root, const char *manifest, size_t manifest_len, i
 	bool hashing = false;
 	int r;
 
-	buf_init(&sums);
 	if ((r = ds_manifest_parse(manifest, manifest_len, &m, e)))
 		goto out;
 	ds_manifest_sums(m, &sums);
@@ -450,7 +449,6 @@ static bool pk_index_lookup(const char *dir, const char *index, struct ds_pack_r
 	char *path = NULL;
 	bool hit = false;
 
-	buf_init(&b);
 	if (access(index, F_OK) || fsx_read_file(index, &b, 4096, &e) ||
 	    json_parse(b.data, b.len, index, &rec, &e))
 		goto out;
@@ -487,7 +485,6 @@ static void pk_index_store(const char *index, const struct ds_pack_result *res)
 	struct buf b = BUF_INIT;
 	struct err e = { 0 };
 
-	buf_init(&b);
 	json_to_buf(rec, 0, &b);
 	/* The index saves time, nothing more: a failure costs a repack later. */
 	if (fsx_write_atomic(index, b.data, b.len, 0644, &e))
@@ -553,7 +550,6 @@ int ds_pack(const struct ds_dataset *ds, const struct ds_pack_opts *o,
 	int fd = -1, r = 0;
 
 	memset(res, 0, sizeof(*res));
-	buf_init(&man);
 	if (!ds->ready && !o->force) {
 		r = err_set(e, ERR_FAIL,
 			    "%s: the check found %zu error%s; fix them, or pass --force to pack "
@@ -768,8 +764,6 @@ static int pk_check_sums(struct archive *a, const struct ds_manifest *m, struct 
 	size_t line = 1;
 	int r;
 
-	buf_init(&want);
-	buf_init(&got);
 	ds_manifest_sums(m, &want);
 	if ((r = pk_read_entry(a, DS_SUMS_NAME, want.len + 1, &got, e)))
 		goto out;
@@ -940,7 +934,6 @@ int ds_unpack(const char *archive, const char *dir, struct ds_unpack_result *res
 	ssize_t n;
 
 	memset(res, 0, sizeof(*res));
-	buf_init(&mbuf);
 	if ((r = pk_check_target(dir, e)))
 		goto out;
 	src.fd = open(archive, O_RDONLY | O_CLOEXEC);

@@ -13,7 +13,8 @@
  * ignored. */
 #define VERDICT_VERSION 1
 /* The schema's own version (PRAGMA user_version); another one is dropped. */
-#define VERDICT_SCHEMA "2"
+#define VERDICT_SCHEMA_VERSION 2
+#define VERDICT_SCHEMA "2" /* VERDICT_SCHEMA_VERSION, for the SQL text */
 /* A file whose ctime is this close to its check may have been written again
  * in the same clock tick (the kernel's file times are jiffy-coarse). */
 #define VERDICT_RACY_NS (50 * 1000000LL)
@@ -46,7 +47,7 @@ static int verdict_migrate(sqlite3 *db)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	if (version == atoi(VERDICT_SCHEMA))
+	if (version == VERDICT_SCHEMA_VERSION)
 		return 0;
 	return sqlite3_exec(db, "DROP TABLE IF EXISTS verdicts;"
 			    "PRAGMA user_version=" VERDICT_SCHEMA ";",

@@ -182,7 +182,6 @@ static int find_name(struct recipe_outputs *o, struct err *e)
 	} else if (names.n > 1) {
 		struct buf list = BUF_INIT;
 
-		buf_init(&list);
 		for (size_t k = 0; k < names.n && k < 5; k++) {
 			buf_puts(&list, k ? ", " : "");
 			str_escape(names.v[k], &list);
@@ -232,6 +231,21 @@ bool recipe_output_env_file(const char *base)
 
 	return !strcmp(base, ".env") || !strcmp(base, "env") || str_starts_with(base, ".env.") ||
 	       (n > 4 && !strcmp(base + n - 4, ".env"));
+}
+
+bool recipe_output_private(void *arg, const char *rel, const char **why)
+{
+	const char *base = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
+
+	if (recipe_output_config_copy(base)) {
+		*why = "the trainer's expanded config, which may hold secrets";
+		return true;
+	}
+	if (recipe_output_env_file(base)) {
+		*why = "an env file, which holds secrets";
+		return true;
+	}
+	return false;
 }
 
 static void classify(struct recipe_outputs *o, struct recipe_output *f)

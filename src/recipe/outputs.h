@@ -60,6 +60,9 @@ void recipe_outputs_release(struct recipe_outputs *o);
  * any .yaml or .yml), or an env file (.env, env, .env.*, *.env). */
 bool recipe_output_config_copy(const char *base);
 bool recipe_output_env_file(const char *base);
+/* Either of those, by a path's base name, with the reason: the rule
+ * publish_opts.private_file takes (arg unused). */
+bool recipe_output_private(void *arg, const char *rel, const char **why);
 const char *recipe_output_kind_name(enum recipe_output_kind k);
 /* The step in a checkpoint's file name, "<X>_<step:09d>.safetensors", with
  * *xlen the length of X; -1 when it is not one. */

@@ -1,8 +1,8 @@
 #include "recipe/recipe.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-
 
 #define GB 1000000000ull
 #define MB 1000000ull
@@ -10,7 +10,10 @@
 /* Sizes and needs from docs/reference: FLUX.1 weights (transformer, T5-XXL,
  * CLIP, VAE) are about 34 GB; a rank-16 LoRA is 172 MB and its adamw8bit
  * optimizer state about as much; ostris/aitoolkit images are built on
- * CUDA 13.0, which needs a host driver of 580 or newer. */
+ * CUDA 13.0, which needs a host driver of 580 or newer. Its torch wheels
+ * (cu130) are built for sm_75 and newer, and the configs train in bf16,
+ * which needs sm_80 (Ampere): a 24 GB P40 or a V100 would pass every other
+ * filter and fail after the whole model download. */
 #define AITK_WRITTEN_FOR "ai-toolkit 0.12.26 (commit 27a03a9), ostris/aitoolkit of that version"
 
 /* The image runs ai-toolkit headless from its checkout; the stand-in runs
@@ -38,6 +41,7 @@ static const struct recipe recipes[] = {
 		.vram_gb = 24,
 		.cuda_min = 13.0,
 		.driver_min = "580.65.06",
+		.compute_cap_min = 800,
 		.model_bytes = 34 * GB,
 		.image_bytes = 20 * GB,
 		.lora_bytes = 172 * MB,
@@ -65,6 +69,7 @@ static const struct recipe recipes[] = {
 		.vram_gb = 24,
 		.cuda_min = 13.0,
 		.driver_min = "580.65.06",
+		.compute_cap_min = 800,
 		.model_bytes = 34 * GB,
 		.image_bytes = 20 * GB,
 		.lora_bytes = 172 * MB,
@@ -96,22 +101,27 @@ const struct recipe *recipe_all(size_t *n)
 	return recipes;
 }
 
-const char *recipe_names(void)
+static char recipe_names_text[256];
+static pthread_once_t recipe_names_once = PTHREAD_ONCE_INIT;
+
+static void recipe_names_make(void)
 {
-	static char names[256];
 	size_t used = 0;
 
-	if (names[0])
-		return names;
 	for (size_t i = 0; i < sizeof(recipes) / sizeof(recipes[0]); i++) {
-		int n = snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
-				 recipes[i].name);
+		int n = snprintf(recipe_names_text + used, sizeof(recipe_names_text) - used, "%s%s",
+				 i ? ", " : "", recipes[i].name);
 
-		if (n < 0 || (size_t)n >= sizeof(names) - used)
+		if (n < 0 || (size_t)n >= sizeof(recipe_names_text) - used)
 			break;
 		used += (size_t)n;
 	}
-	return names;
+}
+
+const char *recipe_names(void)
+{
+	pthread_once(&recipe_names_once, recipe_names_make);
+	return recipe_names_text;
 }
 
 unsigned long long recipe_download_bytes(const struct recipe *r, unsigned long long steps)
@@ -141,4 +151,22 @@ void recipe_launch_argv(const struct recipe_launch *l, const char *config_path, 
 	for (size_t i = 0; l->argv[i]; i++)
 		strv_push(out, l->argv[i]);
 	strv_push(out, config_path);
+}
+
+void recipe_offer_needs(const struct recipe *r, unsigned long long dataset_bytes,
+			unsigned long long steps, struct vast_workload *wl)
+{
+	memset(wl, 0, sizeof(*wl));
+	wl->recipe = r->name;
+	wl->vram_gb = r->vram_gb;
+	wl->cuda_min = r->cuda_min;
+	wl->driver_min = r->driver_min;
+	wl->compute_cap_min = r->compute_cap_min;
+	wl->disk_gb = recipe_disk_gb(r, dataset_bytes, steps);
+	wl->steps = steps;
+	wl->checkpoint_steps = r->default_save_every;
+	wl->upload_bytes = dataset_bytes;
+	wl->download_bytes = recipe_download_bytes(r, steps);
+	wl->model_bytes = r->model_bytes;
+	wl->speed_factor = r->speed_factor;
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "common/str.h"
+#include "vast/rank.h"
 
 /* How a trainer is started: in `workdir` (NULL: the job root), `argv`
  * followed by the config's absolute path. */
@@ -38,6 +39,7 @@ struct recipe {
 	double vram_gb;             /* per GPU */
 	double cuda_min;            /* the image's CUDA runtime */
 	const char *driver_min;     /* host driver the image's CUDA needs */
+	int compute_cap_min;        /* x100 like Vast: 800 for bf16 (sm_80) */
 	unsigned long long model_bytes;     /* downloaded by the instance */
 	unsigned long long image_bytes;     /* the trainer image's size on disk */
 	unsigned long long lora_bytes;      /* one checkpoint at the default rank */
@@ -68,6 +70,12 @@ double recipe_disk_gb(const struct recipe *r, unsigned long long dataset_bytes,
 /* Bytes pulled after training ends (the final LoRA, its optimizer state,
  * the last samples); checkpoints come home while it runs. */
 unsigned long long recipe_download_bytes(const struct recipe *r, unsigned long long steps);
+/* The workload an offer search and ranking weigh for a job of `steps`
+ * steps on a dataset archive of `dataset_bytes`: the recipe's machine needs
+ * and what moves. Filter floors the user chooses (reliability, bandwidth,
+ * excluded machines) are left at 0 for the caller. */
+void recipe_offer_needs(const struct recipe *r, unsigned long long dataset_bytes,
+			unsigned long long steps, struct vast_workload *wl);
 /* The command that starts the trainer on `config_path`, appended to `out`. */
 void recipe_launch_argv(const struct recipe_launch *l, const char *config_path, struct strv *out);
 

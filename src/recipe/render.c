@@ -96,7 +96,6 @@ static int param_bad(const struct recipe_param_info *pi, const char *value, stru
 	struct buf shown = BUF_INIT;
 	int r;
 
-	buf_init(&shown);
 	str_escape(value, &shown);
 	r = err_set(e, ERR_USAGE, "--%s must be %s, not '%s'", pi->name, pi->range, shown.data);
 	buf_release(&shown);
@@ -277,7 +276,6 @@ static int absolute_path(const char *path, char **out, struct err *e)
 		}
 		strv_push(&parts, part);
 	}
-	buf_init(&res);
 	for (size_t i = 0; i < parts.n; i++)
 		buf_printf(&res, "/%s", parts.v[i]);
 	if (!res.len)
@@ -359,7 +357,6 @@ static int prompts_from_file(const char *path, struct strv *out, struct err *e)
 	unsigned lineno = 0;
 	int r;
 
-	buf_init(&text);
 	r = fsx_read_file(path, &text, PROMPTS_FILE_MAX, e);
 	if (r) {
 		err_prefix(e, "--prompts");
@@ -576,8 +573,6 @@ int recipe_config_text(const struct recipe *r, const json_t *config, struct buf 
 	dumped = json_dumps(config, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_REAL_PRECISION(10));
 	if (!dumped)
 		return err_set(e, ERR_FORMAT, "cannot serialise the config");
-	buf_init(&text);
-	buf_init(&redacted);
 	buf_puts(&text, dumped);
 	buf_putc(&text, '\n');
 	free(dumped);

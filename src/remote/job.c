@@ -74,7 +74,6 @@ static int job_run(struct remote *r, const char *cmd, const struct remote_io *io
 	struct buf errout = BUF_INIT;
 	int status = 0, rc;
 
-	buf_init(&errout);
 	rc = remote_exec(r, cmd, io, out, &errout, &status, e);
 	if (!rc && status) {
 		char *line = str_trim(errout.data);
@@ -127,6 +126,14 @@ static const char job_probe_sh[] =
 	"nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader,nounits "
 	"2>/dev/null | sed 's/^/gpu=/'; fi";
 
+/* A number the target printed, or 0. */
+static double job_number(const char *s)
+{
+	double d = 0;
+
+	return s && str_to_double(s, &d) ? d : 0;
+}
+
 static void job_probe_parse(const char *text, json_t *rep, const struct remote_wait_opts *o)
 {
 	json_t *gpus = json_array(), *problems = json_object_get(rep, "problems");
@@ -141,7 +148,7 @@ static void job_probe_parse(const char *text, json_t *rep, const struct remote_w
 		else if (str_starts_with(line, "sha256sum="))
 			json_object_set_new(rep, "sha256sum", json_boolean(!strcmp(line + 10, "yes")));
 		else if (str_starts_with(line, "disk_free_kb="))
-			free_kb = atoll(line + 13);
+			str_to_i64(line + 13, &free_kb);
 		else if (str_starts_with(line, "gpu=")) {
 			char *f[3] = { NULL, NULL, NULL }, *p = line + 4;
 
@@ -150,7 +157,7 @@ static void job_probe_parse(const char *text, json_t *rep, const struct remote_w
 			json_array_append_new(gpus, json_pack("{s:s, s:s, s:f}", "name",
 							      f[0] ? str_trim(f[0]) : "",
 							      "driver", f[1] ? str_trim(f[1]) : "",
-							      "memory_mb", f[2] ? atof(f[2]) : 0.0));
+							      "memory_mb", job_number(f[2])));
 		}
 	}
 	free(copy);
@@ -184,8 +191,6 @@ int remote_wait(struct remote *r, const struct remote_wait_opts *o, json_t **rep
 	json_t *rep = json_pack("{s:b, s:[]}", "reachable", 0, "problems");
 
 	*report = rep;
-	buf_init(&out);
-	buf_init(&cmd);
 	remote_cmdf(&cmd, "sh -c %q ferry-probe %q %q", job_probe_sh, o->trainer ? o->trainer : "",
 		    t->root);
 	for (;;) {
@@ -194,7 +199,6 @@ int remote_wait(struct remote *r, const struct remote_wait_opts *o, json_t **rep
 		int status = 0;
 
 		tries++;
-		buf_init(&errout);
 		buf_reset(&out);
 		if (t->kind == REMOTE_SSH && job_tcp_probe(t->host, t->port, 5000)) {
 			rc = err_set(e, ERR_CONN, "nothing answers on %s:%d yet", t->host, t->port);
@@ -225,15 +229,13 @@ int remote_wait(struct remote *r, const struct remote_wait_opts *o, json_t **rep
 		if (!rc || (rc != ERR_CONN && rc != ERR_TIMEOUT))
 			break;
 		if (clock_mono_ms() + (uint64_t)wait >= deadline) {
-			err_prefix(e, "not reachable within %d s (%d tries)", timeout, tries);
-			rc = ERR_TIMEOUT;
-			if (e)
-				e->code = ERR_TIMEOUT;
+			rc = err_prefix_code(e, ERR_TIMEOUT, "not reachable within %d s (%d tries)",
+					     timeout, tries);
 			goto out;
 		}
-		log_info("%s; trying again in %ld ms", e ? e->msg : "not reachable", wait);
+		log_info("%s; trying again in %ld ms", err_msg(e), wait);
 		err_clear(e);
-		http_sleep_ms(wait);
+		clock_sleep_ms(wait, NULL);
 		wait = wait * 2 > 15000 ? 15000 : wait * 2;
 	}
 	if (rc)
@@ -312,8 +314,6 @@ static int job_remote_sha(struct remote *r, const char *path, char hex[65], stru
 	struct buf cmd = BUF_INIT, out = BUF_INIT;
 	int rc;
 
-	buf_init(&cmd);
-	buf_init(&out);
 	remote_cmdf(&cmd, JOB_HASHER "$H < %q", path);
 	rc = job_run(r, cmd.data, NULL, &out, "sha256sum", e);
 	if (!rc && (out.len < 64 || (memcpy(hex, out.data, 64), hex[64] = '\0', !sha256_is_hex(hex))))
@@ -388,8 +388,6 @@ int remote_push(struct remote *r, const char *job, const char *archive, const ch
 	int rc, fd = -1;
 
 	memset(res, 0, sizeof(*res));
-	buf_init(&cmd);
-	buf_init(&out);
 	rc = remote_job_check(job, e);
 	if (!rc)
 		rc = ds_archive_check_entries(archive, &res->files, e);
@@ -516,7 +514,6 @@ static int job_env_file(const char *path, struct buf *out, struct err *e)
 	char *cursor, *line;
 	int rc, lineno = 0;
 
-	buf_init(&in);
 	rc = fsx_read_file(path, &in, 1 << 20, e);
 	cursor = rc ? NULL : in.data;
 	while ((line = strsep(&cursor, "\n"))) {
@@ -563,7 +560,6 @@ static int job_put(struct remote *r, const char *path, const void *data, size_t 
 	struct remote_io io = { .input = data, .input_len = len };
 	int rc;
 
-	buf_init(&cmd);
 	remote_cmdf(&cmd, "umask 077 && cat > %q.tmp && chmod %q %q.tmp && mv -f %q.tmp %q", path,
 		    mode, path, path, path);
 	if (!len) /* cat > file with an empty stdin */
@@ -583,9 +579,6 @@ int remote_launch(struct remote *r, const char *job, const struct remote_launch_
 	int rc;
 
 	*started = false;
-	buf_init(&cmd);
-	buf_init(&out);
-	buf_init(&env);
 	rc = remote_job_check(job, e);
 	if (!rc && (!o->argv || !o->argv[0]))
 		rc = err_set(e, ERR_USAGE, "no trainer command to run (-- TRAINER ARGS...)");
@@ -604,7 +597,6 @@ int remote_launch(struct remote *r, const char *job, const struct remote_launch_
 	if (o->config) {
 		struct buf cfg = BUF_INIT;
 
-		buf_init(&cfg);
 		rc = fsx_read_file(o->config, &cfg, 16 << 20, e);
 		path = fsx_join(jr, "config.json");
 		if (!rc)
@@ -676,8 +668,6 @@ int remote_status(struct remote *r, const char *job, struct remote_status *st, s
 	memset(st, 0, sizeof(*st));
 	st->heartbeat_age_s = -1;
 	st->disk_free_kb = -1;
-	buf_init(&cmd);
-	buf_init(&out);
 	rc = remote_job_check(job, e);
 	if (!rc) {
 		remote_cmdf(&cmd, "sh -c %q ferry-status %q", job_status_sh, jr);
@@ -690,21 +680,24 @@ int remote_status(struct remote *r, const char *job, struct remote_status *st, s
 		if (!strcmp(l, "state=absent"))
 			st->state = "absent";
 		else if (str_starts_with(l, "now="))
-			st->now = atoll(l + 4);
+			str_to_i64(l + 4, &st->now);
 		else if (str_starts_with(l, "pid=")) {
-			st->pid = atoll(l + 4);
+			str_to_i64(l + 4, &st->pid);
 			has_pid = true;
 		} else if (str_starts_with(l, "exit=")) {
-			st->exit_code = atoi(l + 5);
+			long long v = -1;
+
+			str_to_i64(l + 5, &v);
+			st->exit_code = (int)v;
 			has_exit = true;
 		} else if (str_starts_with(l, "heartbeat="))
-			hb = atoll(l + 10);
+			str_to_i64(l + 10, &hb);
 		else if (!strcmp(l, "alive=1"))
 			alive = true;
 		else if (str_starts_with(l, "log="))
-			st->log_bytes = atoll(l + 4);
+			str_to_i64(l + 4, &st->log_bytes);
 		else if (str_starts_with(l, "disk="))
-			st->disk_free_kb = atoll(l + 5);
+			str_to_i64(l + 5, &st->disk_free_kb);
 		else if (str_starts_with(l, "gpu="))
 			snprintf(st->gpu, sizeof(st->gpu), "%s", l + 4);
 	}
@@ -747,8 +740,6 @@ int remote_log_fetch(struct remote *r, const char *job, uint64_t offset, size_t 
 	int rc, status = 0;
 
 	*done = false;
-	buf_init(&cmd);
-	buf_init(&errout);
 	/* The exit mark is looked at first: bytes after it are then all there is. */
 	remote_cmdf(&cmd, "cd %q 2>/dev/null || exit 3; [ -f state/exit ] && echo ferry-exited >&2; "
 		    "[ -f train.log ] && echo ferry-size=$(wc -c < train.log) >&2 && "
@@ -837,7 +828,6 @@ static int job_fetch(struct remote *r, const char *jr, const struct job_file *f,
 	struct stat st;
 	int rc = 0, fd = -1;
 
-	buf_init(&cmd);
 	rc = fsx_mkdir_parent(dst, 0755, e);
 	for (int attempt = 0; !rc && attempt < 2; attempt++) {
 		unsigned long long have = 0;
@@ -892,8 +882,6 @@ int remote_pull(struct remote *r, const char *job, const struct remote_pull_opts
 	int rc;
 
 	memset(res, 0, sizeof(*res));
-	buf_init(&cmd);
-	buf_init(&out);
 	rc = remote_job_check(job, e);
 	if (rc)
 		goto out;
@@ -938,7 +926,6 @@ int remote_pull(struct remote *r, const char *job, const struct remote_pull_opts
 		dst = fsx_join(o->dir, b[i].path);
 		mark = xasprintf("%s/.ferry-pulled/%s", o->dir, b[i].path);
 		/* Fetched before with this size and time: skip. */
-		buf_init(&seen);
 		if (!fsx_read_file(mark, &seen, 256, NULL) && !access(dst, F_OK)) {
 			char want[80];
 

@@ -308,7 +308,6 @@ int remote_exec(struct remote *r, const char *cmd, const struct remote_io *io, s
 
 	if (!io)
 		io = &none;
-	buf_init(&err_local);
 	po = (struct proc_opts){ .input = io->input, .input_len = io->input_len,
 				 .in_fd = io->in_fd, .use_in_fd = io->use_in_fd,
 				 .out_fd = io->out_fd, .use_out_fd = io->use_out_fd,

@@ -404,7 +404,6 @@ int sim_market_load(const char *path, json_t **out, struct err *e)
 	int r;
 
 	*out = NULL;
-	buf_init(&b);
 	r = fsx_read_file(path, &b, 0, e);
 	if (r) {
 		err_prefix(e, "market file");

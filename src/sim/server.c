@@ -255,7 +255,6 @@ static enum MHD_Result sim_send(struct MHD_Connection *c, struct sim_answer *a)
 	size_t len;
 	char *data;
 
-	buf_init(&b);
 	if (a->json) {
 		/* Keys in the order they were set, as Vast sends them; reals at
 		 * 15 digits, so 3.1 prints as 3.1 (Python's repr, not %.17g). */
@@ -454,7 +453,6 @@ static void sim_serve(struct sim_server *s, struct MHD_Connection *c, const char
 	if (!(sim_method_bit(method) & ri.methods)) {
 		struct buf allowed = BUF_INIT;
 
-		buf_init(&allowed);
 		for (unsigned i = 0; i < sizeof(sim_method_names) / sizeof(sim_method_names[0]); i++)
 			if (ri.methods & (1u << i))
 				buf_printf(&allowed, "%s%s", allowed.len ? " " : "", sim_method_names[i]);
@@ -527,7 +525,6 @@ static __attribute__((format(printf, 2, 0))) void sim_mhd_log(void *cls, const c
 {
 	struct buf b = BUF_INIT;
 
-	buf_init(&b);
 	buf_vprintf(&b, fmt, ap);
 	log_debug("libmicrohttpd: %s", b.data);
 	buf_release(&b);

@@ -245,7 +245,6 @@ char *dir_store_url(const char *root, const char *key)
 		abs = fsx_join(cwd ? cwd : "/", path);
 		free(cwd);
 	}
-	buf_init(&b);
 	buf_puts(&b, "file://");
 	sigv4_uri_encode(abs ? abs : path, strlen(abs ? abs : path), false, &b);
 	free(abs);

@@ -12,10 +12,9 @@
 #include "common/log.h"
 #include "common/str.h"
 #include "common/xalloc.h"
-#include "recipe/outputs.h"
 #include "store/dir.h"
 
-bool publish_skipped(const char *rel, bool with_optimizer, const char **why)
+bool publish_skipped(const struct publish_opts *o, const char *rel, const char **why)
 {
 	const char *base = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
 	size_t n = strlen(base);
@@ -29,20 +28,15 @@ bool publish_skipped(const char *rel, bool with_optimizer, const char **why)
 			return true;
 		}
 	}
-	/* The recipe's rule: what the trainer leaves that holds secrets. */
-	if (recipe_output_config_copy(base)) {
-		*why = "the trainer's expanded config, which may hold secrets";
+	/* The caller's rule (the recipe's): what the trainer leaves that
+	 * holds secrets. */
+	if (o->private_file && o->private_file(o->private_arg, rel, why))
 		return true;
-	}
-	if (recipe_output_env_file(base)) {
-		*why = "an env file, which holds secrets";
-		return true;
-	}
 	if (n > 5 && !strcmp(base + n - 5, ".part")) {
 		*why = "a partial download";
 		return true;
 	}
-	if (!strcmp(base, "optimizer.pt") && !with_optimizer) {
+	if (!strcmp(base, "optimizer.pt") && !o->with_optimizer) {
 		*why = "the optimizer state (--with-optimizer publishes it)";
 		return true;
 	}
@@ -69,13 +63,10 @@ static int publish_result(struct store *s, const char *prefix, json_t *result,
 	char *tmp = NULL, *key = xasprintf("%s/" PUBLISH_RESULT, prefix);
 	int fd, r;
 
-	buf_init(&b);
 	json_to_buf(result, 1, &b);
-	fd = fsx_create_temp(state_hint, 0600, &tmp, e);
-	if (fd < 0) {
-		r = e ? e->code : ERR_IO;
+	r = fsx_create_temp(state_hint, 0600, &fd, &tmp, e);
+	if (r)
 		goto out;
-	}
 	r = fsx_write_all(fd, b.data, b.len) ? err_sys(e, ERR_IO, "cannot write %s", tmp) : 0;
 	close(fd);
 	if (!r)
@@ -137,7 +128,7 @@ int publish_dir(struct store *s, const struct publish_opts *o, json_t **result,
 		if (!strcmp(rel, PUBLISH_RESULT))
 			why = "the key of ferry's own result.json";
 		else
-			publish_skipped(rel, o->with_optimizer, &why);
+			publish_skipped(o, rel, &why);
 		if (why) {
 			json_array_append_new(skipped, json_pack("{s:s, s:s}", "path", rel,
 								 "reason", why));

@@ -12,22 +12,26 @@
 
 #define PUBLISH_RESULT "result.json"
 
-/* Whether the file at `rel` (relative to the published folder) must never
- * be published, and why: the trainer's expanded config (config.yaml holds
- * secrets), env files, partial downloads (*.part), ferry's own marks
- * (.ferry-*), and optimizer.pt unless with_optimizer. The one place this
- * rule lives. */
-bool publish_skipped(const char *rel, bool with_optimizer, const char **why);
-
 struct publish_opts {
 	const char *dir;
 	const char *prefix;             /* keys are PREFIX/REL */
 	bool with_optimizer;
-	const struct s3_progress *pg;   /* each file's transfer */
+	/* The caller's rule for files that hold secrets (a trainer's copy of
+	 * its config, env files; recipe_output_private): true, with *why, for
+	 * one never to publish. NULL: none. */
+	bool (*private_file)(void *arg, const char *rel, const char **why);
+	void *private_arg;
+	const struct progress *pg;      /* each file's transfer */
 	/* Called as each file starts (res NULL) and ends. */
 	void (*on_file)(void *arg, const char *rel, const struct store_put_result *res);
 	void *arg;
 };
+
+/* Whether the file at `rel` (relative to the published folder) must never
+ * be published, and why: what o->private_file says, partial downloads
+ * (*.part), ferry's own marks (.ferry-*), and optimizer.pt unless
+ * o->with_optimizer. The one place this rule is applied. */
+bool publish_skipped(const struct publish_opts *o, const char *rel, const char **why);
 
 /* Publish; *result (caller frees) is result.json as uploaded. A failed file
  * stops the run before result.json is written: a result.json in the store

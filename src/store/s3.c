@@ -194,7 +194,6 @@ char *s3_uri(const struct s3_client *c, const char *key)
 {
 	struct buf b = BUF_INIT;
 
-	buf_init(&b);
 	buf_printf(&b, "s3://%s/", c->o.bucket);
 	if (key)
 		str_escape(key, &b);
@@ -260,7 +259,6 @@ int s3_prepare(struct s3_client *c, const struct s3_call *call, struct s3_prepar
 	r = sigv4_sign(&c->key, &rq, &sig, e);
 	if (r)
 		goto out;
-	buf_init(&url);
 	s3_url(c, path, sig.query.data, &url);
 	p->url = buf_detach(&url, NULL);
 	p->shown = http_url_shown(p->url);
@@ -296,7 +294,6 @@ int s3_answer_error(const struct s3_client *c, const char *what, const struct ht
 	bool have = s3_xml_error(rs->body.data, rs->body.len, &se);
 	int code = ERR_HTTP;
 
-	buf_init(&msg);
 	if (have) {
 		buf_printf(&msg, "%ld ", rs->status);
 		str_escape(se.code, &msg);
@@ -357,11 +354,11 @@ int s3_exchange(struct s3_client *c, const struct s3_call *call, const char *wha
 	return r;
 }
 
-/* ---- the job runner ---- */
+/* ---- the task runner ---- */
 
-enum { S3_JOB_WAITING, S3_JOB_RUNNING, S3_JOB_DONE };
+enum { S3_TASK_WAITING, S3_TASK_RUNNING, S3_TASK_DONE };
 
-static void s3_run_progress(const struct s3_run_opts *o, struct s3_job *jobs, size_t n,
+static void s3_run_progress(const struct s3_run_opts *o, struct s3_task *tasks, size_t n,
 			    uint64_t done, long long *last, bool force)
 {
 	long long now = clock_mono_ms();
@@ -371,12 +368,12 @@ static void s3_run_progress(const struct s3_run_opts *o, struct s3_job *jobs, si
 		return;
 	*last = now;
 	for (size_t i = 0; i < n; i++)
-		if (jobs[i].state == S3_JOB_RUNNING)
-			moving += jobs[i].call.use_body_fd ? jobs[i].rs.sent : jobs[i].rs.received;
+		if (tasks[i].state == S3_TASK_RUNNING)
+			moving += tasks[i].call.use_body_fd ? tasks[i].rs.sent : tasks[i].rs.received;
 	o->pg->fn(o->pg->arg, o->phase ? o->phase : "", o->done_before + done + moving, o->total);
 }
 
-int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_run_opts *o,
+int s3_run(struct s3_client *c, struct s3_task *tasks, size_t n, const struct s3_run_opts *o,
 	   struct err *e)
 {
 	static const struct s3_run_opts none = { 0 };
@@ -391,24 +388,24 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 		o = &none;
 	parallel = o->parallel > 0 ? o->parallel : c->o.parallel;
 	for (size_t i = 0; i < n; i++) {
-		jobs[i].state = S3_JOB_WAITING;
-		jobs[i].tries = 0;
-		jobs[i].not_before = 0;
-		http_response_init(&jobs[i].rs);
+		tasks[i].state = S3_TASK_WAITING;
+		tasks[i].tries = 0;
+		tasks[i].not_before = 0;
+		http_response_init(&tasks[i].rs);
 	}
 	while (finished < n) {
 		long long now = clock_mono_ms(), soonest = now + 50;
 		enum http_outcome how = HTTP_ANSWERED;
-		struct s3_job *j;
+		struct s3_task *j;
 		bool again = false, held = false;
 		void *tag;
 		int jr;
 
-		/* Start what may start, in order: a job that is not ready holds
+		/* Start what may start, in order: a task that is not ready holds
 		 * back the ones after it; one waiting to retry does not. */
 		for (size_t i = 0; i < n && running < parallel; i++) {
-			j = &jobs[i];
-			if (j->state != S3_JOB_WAITING)
+			j = &tasks[i];
+			if (j->state != S3_TASK_WAITING)
 				continue;
 			if (j->not_before > now) {
 				if (j->not_before < soonest)
@@ -426,7 +423,7 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 					break;
 				}
 				if (jr == -1) {
-					j->state = S3_JOB_DONE;
+					j->state = S3_TASK_DONE;
 					finished++;
 					bytes_done += j->bytes;
 					continue;
@@ -440,7 +437,7 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 				s3_prepared_release(&j->prep);
 				goto out;
 			}
-			j->state = S3_JOB_RUNNING;
+			j->state = S3_TASK_RUNNING;
 			j->tries++;
 			running++;
 		}
@@ -449,13 +446,13 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 		if (!running) {
 			/* Waiting for `ready` (soon: a part being hashed) or for a
 			 * retry's time. */
-			http_sleep_ms(held ? 5 : soonest > now ? soonest - now : 5);
-			s3_run_progress(o, jobs, n, bytes_done, &last, false);
+			clock_sleep_ms(held ? 5 : soonest > now ? soonest - now : 5, NULL);
+			s3_run_progress(o, tasks, n, bytes_done, &last, false);
 			continue;
 		}
 		err_clear(&je);
 		jr = http_multi_next(m, held ? 5 : 50, &tag, &how, &je);
-		s3_run_progress(o, jobs, n, bytes_done, &last, false);
+		s3_run_progress(o, tasks, n, bytes_done, &last, false);
 		if (!tag)
 			continue;
 		j = tag;
@@ -473,7 +470,7 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 		}
 		s3_prepared_release(&j->prep);
 		if (!jr) {
-			j->state = S3_JOB_DONE;
+			j->state = S3_TASK_DONE;
 			finished++;
 			bytes_done += j->bytes;
 			continue;
@@ -484,7 +481,7 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 
 			log_info("%s; trying again in %ld ms (try %d of %d)", je.msg, wait,
 				 j->tries + 1, c->o.tries);
-			j->state = S3_JOB_WAITING;
+			j->state = S3_TASK_WAITING;
 			j->not_before = clock_mono_ms() + wait;
 			continue;
 		}
@@ -495,13 +492,13 @@ int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_r
 		r = jr;
 		goto out;
 	}
-	s3_run_progress(o, jobs, n, bytes_done, &last, true);
+	s3_run_progress(o, tasks, n, bytes_done, &last, true);
 out:
 	http_multi_free(m);
 	for (size_t i = 0; i < n; i++) {
-		if (jobs[i].state == S3_JOB_RUNNING)
-			s3_prepared_release(&jobs[i].prep);
-		http_response_release(&jobs[i].rs);
+		if (tasks[i].state == S3_TASK_RUNNING)
+			s3_prepared_release(&tasks[i].prep);
+		http_response_release(&tasks[i].rs);
 	}
 	return r;
 }
@@ -591,7 +588,6 @@ static int s3_verify_download(const char *tmp, const struct s3_head *h, const ch
 
 		if (fd < 0)
 			return err_sys(e, ERR_IO, "cannot open %s", tmp);
-		buf_init(&b);
 		buf_grow(&b, 1u << 20);
 		md5_init(&m);
 		while ((got = read(fd, b.data, 1u << 20)) != 0) {
@@ -628,10 +624,10 @@ static int s3_verify_download(const char *tmp, const struct s3_head *h, const ch
 }
 
 int s3_get_file(struct s3_client *c, const char *key, const char *path,
-		const struct s3_progress *pg, uint64_t *size, struct err *e)
+		const struct progress *pg, uint64_t *size, struct err *e)
 {
 	struct s3_head h;
-	struct s3_job job;
+	struct s3_task task;
 	struct s3_run_opts ro = { .pg = pg, .phase = "downloading" };
 	char *what = NULL, *tmp = NULL;
 	int fd = -1, r;
@@ -642,17 +638,17 @@ int s3_get_file(struct s3_client *c, const char *key, const char *path,
 	r = fsx_mkdir_parent(path, 0755, e);
 	if (r)
 		return r;
-	fd = fsx_create_temp(path, 0644, &tmp, e);
-	if (fd < 0)
-		return e ? e->code : ERR_IO;
+	r = fsx_create_temp(path, 0644, &fd, &tmp, e);
+	if (r)
+		return r;
 	what = s3_uri(c, key);
-	memset(&job, 0, sizeof(job));
-	job.call = (struct s3_call){ .method = "GET", .key = key, .use_reply_fd = true,
+	memset(&task, 0, sizeof(task));
+	task.call = (struct s3_call){ .method = "GET", .key = key, .use_reply_fd = true,
 				     .reply_fd = fd, .transfer = true };
-	snprintf(job.what, sizeof(job.what), "GET %s", what);
-	job.bytes = h.size;
+	snprintf(task.what, sizeof(task.what), "GET %s", what);
+	task.bytes = h.size;
 	ro.total = h.size;
-	r = s3_run(c, &job, 1, &ro, e);
+	r = s3_run(c, &task, 1, &ro, e);
 	if (!r && fsync(fd))
 		r = err_sys(e, ERR_IO, "cannot write %s", tmp);
 	if (close(fd) && !r)
@@ -761,7 +757,6 @@ int s3_presign(struct s3_client *c, const char *method, const char *key, long ex
 	sigv4_signed_init(&sig);
 	r = sigv4_presign(&c->key, &rq, expires_s, &sig, e);
 	if (!r) {
-		buf_init(&b);
 		s3_url(c, path, sig.query.data, &b);
 		*url = buf_detach(&b, NULL);
 	}

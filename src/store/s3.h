@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "common/http.h"
+#include "common/progress.h"
 #include "common/str.h"
 #include "store/sigv4.h"
 #include "store/xml.h"
@@ -48,13 +49,6 @@ const struct s3_opts *s3_client_opts(const struct s3_client *c);
 /* "s3://BUCKET/KEY", for messages (caller frees). */
 char *s3_uri(const struct s3_client *c, const char *key);
 
-/* Progress of a transfer: `phase` is "hashing", "uploading" or
- * "downloading". */
-struct s3_progress {
-	void (*fn)(void *arg, const char *phase, uint64_t done, uint64_t total);
-	void *arg;
-};
-
 struct s3_head {
 	uint64_t size;
 	char etag[80];             /* quotes removed */
@@ -68,7 +62,7 @@ int s3_head(struct s3_client *c, const char *key, struct s3_head *h, struct err 
  * once complete and verified against its x-amz-meta-sha256, or its ETag
  * when that is a plain MD5). *size gets its size (may be NULL). */
 int s3_get_file(struct s3_client *c, const char *key, const char *path,
-		const struct s3_progress *pg, uint64_t *size, struct err *e);
+		const struct progress *pg, uint64_t *size, struct err *e);
 /* Every object under `prefix` ("" or NULL: all), in key order. */
 int s3_list(struct s3_client *c, const char *prefix, struct s3_entry **v, size_t *n,
 	    struct err *e);
@@ -120,12 +114,12 @@ int s3_exchange(struct s3_client *c, const struct s3_call *call, const char *wha
 
 /* Several requests at once (up to `parallel`), each retried on its own
  * with backoff and re-signed on every try; the rest go on while one
- * waits. A job whose `check` rejects a 2xx answer with ERR_CORRUPT is sent
+ * waits. A task whose `check` rejects a 2xx answer with ERR_CORRUPT is sent
  * again like one that failed in transit. */
-struct s3_job {
+struct s3_task {
 	struct s3_call call;
 	char what[160];                    /* "UploadPart 3 of s3://b/k", for messages */
-	int (*check)(struct s3_job *j, const struct http_response *rs, struct err *e);
+	int (*check)(struct s3_task *j, const struct http_response *rs, struct err *e);
 	void *arg;
 	uint64_t bytes;                    /* body bytes, for progress */
 	/* the runner's */
@@ -137,16 +131,16 @@ struct s3_job {
 
 struct s3_run_opts {
 	int parallel;                      /* 0: the client's */
-	/* Whether job i may start now: 1 yes, 0 not yet, -1 it is done
+	/* Whether task i may start now: 1 yes, 0 not yet, -1 it is done
 	 * already, or a negative ERR_* to stop (with e filled). NULL: yes. */
 	int (*ready)(void *arg, size_t i, struct err *e);
 	void *arg;
-	const struct s3_progress *pg;
+	const struct progress *pg;
 	const char *phase;
 	uint64_t done_before, total;       /* progress of what other runs did */
 };
 
-int s3_run(struct s3_client *c, struct s3_job *jobs, size_t n, const struct s3_run_opts *o,
+int s3_run(struct s3_client *c, struct s3_task *tasks, size_t n, const struct s3_run_opts *o,
 	   struct err *e);
 
 #endif

@@ -86,10 +86,8 @@ void sigv4_canonical_query(const struct sigv4_param *q, size_t n, struct buf *ou
 	for (size_t i = 0; i < n; i++) {
 		struct buf b = BUF_INIT;
 
-		buf_init(&b);
 		sigv4_uri_encode(q[i].name, strlen(q[i].name), true, &b);
 		p[i].name = buf_detach(&b, NULL);
-		buf_init(&b);
 		sigv4_uri_encode(q[i].value ? q[i].value : "", q[i].value ? strlen(q[i].value) : 0,
 				 true, &b);
 		p[i].value = buf_detach(&b, NULL);
@@ -115,7 +113,6 @@ static char *sigv4_header_value(const char *v)
 	struct buf b = BUF_INIT;
 	bool blank = false;
 
-	buf_init(&b);
 	while (*v == ' ' || *v == '\t')
 		v++;
 	for (; *v; v++) {
@@ -214,7 +211,6 @@ static int sigv4_compute(const struct sigv4_key *k, const struct sigv4_request *
 	char *secret;
 	int r;
 
-	buf_init(&canon_headers);
 	r = sigv4_headers(k, rq, presigned, &canon_headers, signed_names, e);
 	if (r)
 		goto out;
@@ -275,8 +271,6 @@ int sigv4_sign(const struct sigv4_key *k, const struct sigv4_request *rq,
 
 	if (r)
 		return r;
-	buf_init(&query);
-	buf_init(&names);
 	sigv4_canonical_query(rq->query, rq->nquery, &query);
 	r = sigv4_compute(k, rq, query.data, false, payload, out, &names, e);
 	if (r)
@@ -315,13 +309,10 @@ int sigv4_presign(const struct sigv4_key *k, const struct sigv4_request *rq, lon
 		return err_set(e, ERR_USAGE,
 			       "a presigned URL lasts from 1 second to 7 days (604800 s), not %ld s",
 			       expires_s);
-	buf_init(&query);
-	buf_init(&names);
 	/* SignedHeaders goes into the query, so work it out first. */
 	{
 		struct buf scratch = BUF_INIT;
 
-		buf_init(&scratch);
 		r = sigv4_headers(k, rq, true, &scratch, &names, e);
 		buf_release(&scratch);
 		if (r)

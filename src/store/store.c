@@ -199,7 +199,7 @@ const char *store_location(const struct store *s)
 }
 
 int store_put(struct store *s, const char *file, const char *key,
-	      const struct s3_progress *pg, struct store_put_result *res, struct err *e)
+	      const struct progress *pg, struct store_put_result *res, struct err *e)
 {
 	int r = store_check_key(key, e);
 
@@ -230,7 +230,7 @@ int store_put(struct store *s, const char *file, const char *key,
 }
 
 int store_get(struct store *s, const char *key, const char *file,
-	      const struct s3_progress *pg, uint64_t *size, struct err *e)
+	      const struct progress *pg, uint64_t *size, struct err *e)
 {
 	int r = store_check_key(key, e);
 
@@ -286,7 +286,6 @@ int store_url(struct store *s, const char *key, char **url, bool *public, struct
 		*url = NULL;
 		if (r)
 			return r;
-		buf_init(&b);
 		buf_printf(&b, "%s/", s->public_url);
 		sigv4_uri_encode(key, strlen(key), false, &b);
 		*url = buf_detach(&b, NULL);

@@ -44,9 +44,9 @@ struct store_put_result {
 };
 
 int store_put(struct store *s, const char *file, const char *key,
-	      const struct s3_progress *pg, struct store_put_result *res, struct err *e);
+	      const struct progress *pg, struct store_put_result *res, struct err *e);
 int store_get(struct store *s, const char *key, const char *file,
-	      const struct s3_progress *pg, uint64_t *size, struct err *e);
+	      const struct progress *pg, uint64_t *size, struct err *e);
 int store_list(struct store *s, const char *prefix, struct s3_entry **v, size_t *n,
 	       struct err *e);
 int store_remove(struct store *s, const char *key, struct err *e);

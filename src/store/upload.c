@@ -61,7 +61,7 @@ struct up_digest {
 /* Hash len bytes of fd from off; `pg` (may be NULL) sees hashing progress
  * with `base` bytes done before. */
 static int up_hash(int fd, const char *path, uint64_t off, uint64_t len, struct up_digest *d,
-		   const struct s3_progress *pg, uint64_t base, uint64_t total,
+		   const struct progress *pg, uint64_t base, uint64_t total,
 		   const volatile bool *stop, struct err *e)
 {
 	char *chunk = xmalloc(UP_CHUNK);
@@ -152,7 +152,6 @@ static int up_record_save(const char *path, struct s3_client *c, const char *key
 
 	if (!j)
 		return err_set(e, ERR_FORMAT, "cannot record the upload of %s (not UTF-8?)", file);
-	buf_init(&b);
 	json_to_buf(j, 1, &b);
 	json_decref(j);
 	r = fsx_mkdir_parent(path, 0700, e);
@@ -174,7 +173,6 @@ static bool up_record_load(const char *path, struct s3_client *c, const char *ke
 	bool ok = false;
 
 	memset(rec, 0, sizeof(*rec));
-	buf_init(&b);
 	if (fsx_read_file(path, &b, 1u << 16, NULL) ||
 	    json_parse(b.data, b.len, path, &j, NULL))
 		goto out;
@@ -229,7 +227,7 @@ static int up_check_etag(const char *what, const struct http_response *rs, const
 	return 0;
 }
 
-static int up_single_check(struct s3_job *j, const struct http_response *rs, struct err *e)
+static int up_single_check(struct s3_task *j, const struct http_response *rs, struct err *e)
 {
 	struct up_single *s = j->arg;
 
@@ -237,13 +235,13 @@ static int up_single_check(struct s3_job *j, const struct http_response *rs, str
 }
 
 static int up_put_single(struct s3_client *c, int fd, const char *path, const char *key,
-			 uint64_t size, const struct s3_progress *pg, struct s3_put_result *res,
+			 uint64_t size, const struct progress *pg, struct s3_put_result *res,
 			 struct err *e)
 {
 	struct up_digest d = { .want_sha = true, .want_md5 = true };
 	char b64[MD5_BASE64_LEN + 1], *uri, *h_md5, *h_type, *h_sha;
 	struct up_single s;
-	struct s3_job job;
+	struct s3_task task;
 	struct s3_run_opts ro = { .pg = pg, .phase = "uploading", .total = size };
 	int r;
 
@@ -260,15 +258,15 @@ static int up_put_single(struct s3_client *c, int fd, const char *path, const ch
 	{
 		const char *hdrs[] = { h_md5, h_type, h_sha, NULL };
 
-		memset(&job, 0, sizeof(job));
-		job.call = (struct s3_call){ .method = "PUT", .key = key, .headers = hdrs,
+		memset(&task, 0, sizeof(task));
+		task.call = (struct s3_call){ .method = "PUT", .key = key, .headers = hdrs,
 					     .payload_hash = d.sha256, .use_body_fd = true,
 					     .body_fd = fd, .body_fd_len = size, .transfer = true };
-		snprintf(job.what, sizeof(job.what), "PutObject %s", uri);
-		job.check = up_single_check;
-		job.arg = &s;
-		job.bytes = size;
-		r = s3_run(c, &job, 1, &ro, e);
+		snprintf(task.what, sizeof(task.what), "PutObject %s", uri);
+		task.check = up_single_check;
+		task.arg = &s;
+		task.bytes = size;
+		r = s3_run(c, &task, 1, &ro, e);
 	}
 	if (!r)
 		memcpy(res->etag, s.etag, sizeof(res->etag));
@@ -303,7 +301,7 @@ struct up_multi {
 	uint64_t size, part_size;
 	unsigned nparts;
 	struct up_part *parts;
-	struct s3_job *jobs;
+	struct s3_task *tasks;
 	char *upload_id;
 	unsigned sent;
 
@@ -382,16 +380,16 @@ static int up_part_ready(void *arg, size_t i, struct err *e)
 		p->h_md5 = xasprintf("Content-MD5: %s", b64);
 		p->headers[0] = p->h_md5;
 		p->headers[1] = NULL;
-		u->jobs[i].call.headers = p->headers;
-		u->jobs[i].call.payload_hash = p->sha256;
+		u->tasks[i].call.headers = p->headers;
+		u->tasks[i].call.payload_hash = p->sha256;
 	}
 	return 1;
 }
 
-static int up_part_check(struct s3_job *j, const struct http_response *rs, struct err *e)
+static int up_part_check(struct s3_task *j, const struct http_response *rs, struct err *e)
 {
 	struct up_multi *u = j->arg;
-	struct up_part *p = &u->parts[j - u->jobs];
+	struct up_part *p = &u->parts[j - u->tasks];
 	int r = up_check_etag(j->what, rs, p->md5_hex, NULL, 0, e);
 
 	if (!r)
@@ -414,7 +412,7 @@ static void up_multi_release(struct up_multi *u)
 	for (unsigned i = 0; u->parts && i < u->nparts; i++)
 		free(u->parts[i].h_md5);
 	free(u->parts);
-	free(u->jobs);
+	free(u->tasks);
 	free(u->upload_id);
 	free(u->uri);
 	pthread_mutex_destroy(&u->mu);
@@ -526,7 +524,6 @@ static int up_complete(struct up_multi *u, const char *sha256, struct s3_put_res
 	struct buf body = BUF_INIT;
 	int r;
 
-	buf_init(&body);
 	buf_puts(&body, "<CompleteMultipartUpload>");
 	for (unsigned i = 0; i < u->nparts; i++)
 		buf_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>\"%s\"</ETag></Part>",
@@ -582,7 +579,7 @@ out:
 
 static int up_put_multipart(struct s3_client *c, int fd, const char *path, const char *key,
 			    const struct stat *st, const char *known_sha,
-			    const struct s3_progress *pg, struct s3_put_result *res,
+			    const struct progress *pg, struct s3_put_result *res,
 			    struct err *e)
 {
 	const struct s3_opts *o = s3_client_opts(c);
@@ -629,7 +626,7 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 	res->parts = u.nparts;
 	res->part_size = u.part_size;
 	u.parts = xcalloc(u.nparts, sizeof(*u.parts));
-	u.jobs = xcalloc(u.nparts, sizeof(*u.jobs));
+	u.tasks = xcalloc(u.nparts, sizeof(*u.tasks));
 	for (unsigned i = 0; i < u.nparts; i++) {
 		u.parts[i].off = (uint64_t)i * u.part_size;
 		u.parts[i].len = i + 1 < u.nparts ? u.part_size : u.size - u.parts[i].off;
@@ -678,7 +675,7 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 	}
 	for (unsigned i = 0; i < u.nparts; i++) {
 		struct up_part *p = &u.parts[i];
-		struct s3_job *j = &u.jobs[i];
+		struct s3_task *j = &u.tasks[i];
 
 		snprintf(p->number, sizeof(p->number), "%u", i + 1);
 		p->query[0] = (struct sigv4_param){ "partNumber", p->number };
@@ -697,7 +694,7 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 		struct s3_run_opts ro = { .ready = up_part_ready, .arg = &u, .pg = pg,
 					  .phase = "uploading", .total = u.size };
 
-		r = s3_run(c, u.jobs, u.nparts, &ro, e);
+		r = s3_run(c, u.tasks, u.nparts, &ro, e);
 	}
 	up_hasher_stop(&u);
 	res->parts_sent = u.sent;
@@ -756,7 +753,7 @@ static void up_forget(struct s3_client *c, const char *key, const struct stat *s
 }
 
 int s3_put_file(struct s3_client *c, const char *path, const char *key,
-		const struct s3_progress *pg, struct s3_put_result *res, struct err *e)
+		const struct progress *pg, struct s3_put_result *res, struct err *e)
 {
 	const struct s3_opts *o = s3_client_opts(c);
 	struct s3_head h;
@@ -765,9 +762,9 @@ int s3_put_file(struct s3_client *c, const char *path, const char *key,
 	int fd, r;
 
 	memset(res, 0, sizeof(*res));
-	fd = fsx_open_regular(path, &st, e);
-	if (fd < 0)
-		return e ? e->code : ERR_IO;
+	r = fsx_open_regular(path, &fd, &st, e);
+	if (r)
+		return r;
 	res->size = (uint64_t)st.st_size;
 	if (res->size > S3_MAX_OBJECT) {
 		r = err_set(e, ERR_LIMIT, "%s is larger than an S3 object may be (5 TiB)", path);

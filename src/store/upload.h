@@ -31,7 +31,7 @@ struct s3_put_result {
 };
 
 int s3_put_file(struct s3_client *c, const char *path, const char *key,
-		const struct s3_progress *pg, struct s3_put_result *res, struct err *e);
+		const struct progress *pg, struct s3_put_result *res, struct err *e);
 
 /* The part size for a file of `size` bytes: at least `min` and 5 MiB, and
  * enough for 10,000 parts (rounded up to a MiB). */

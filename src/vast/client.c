@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/buf.h"
 #include "common/http.h"
 #include "common/json_util.h"
@@ -150,7 +151,6 @@ static int vast_answer_error(long status, const struct http_response *rs, const 
 	const char *code = vast_error_code(body), *text = vast_error_text(body);
 	int r = ERR_HTTP;
 
-	buf_init(&b);
 	if (body && text)
 		buf_puts(&b, text);
 	else if (rs->body.len)
@@ -190,9 +190,6 @@ static int vast_call_ex(struct vast_client *c, const char *method, const char *p
 	*answer = NULL;
 	if (status)
 		*status = 0;
-	buf_init(&url);
-	buf_init(&what);
-	buf_init(&shown);
 	buf_puts(&url, c->base);
 	if (strncmp(path, "/api/v", 6))
 		buf_puts(&url, "/api/v0");
@@ -237,7 +234,7 @@ static int vast_call_ex(struct vast_client *c, const char *method, const char *p
 	    (json_is_object(doc) && json_is_false(json_object_get(doc, "success")))) {
 		r = vast_answer_error(rs.status, &rs, doc, what.data, e);
 		/* Say when the answer is the last of several tries, as http_do
-		 * does for transport errors (found by tests/unit/test_vast_client.c). */
+		 * does for transport errors. */
 		if (rs.tries > 1 && e) {
 			size_t len = strlen(e->msg);
 
@@ -250,7 +247,6 @@ static int vast_call_ex(struct vast_client *c, const char *method, const char *p
 	if (!doc) {
 		struct buf ex = BUF_INIT;
 
-		buf_init(&ex);
 		vast_text_excerpt(rs.body.data, rs.body.len, &ex);
 		r = err_set(e, ERR_FORMAT, "%s: HTTP %ld with a reply that is not JSON (%s): %s",
 			    what.data, rs.status, rs.content_type[0] ? rs.content_type : "no type",
@@ -365,7 +361,6 @@ int vast_list_instances(struct vast_client *c, const char *label, struct vast_in
 		json_t *a = NULL, *v;
 		char *next = NULL;
 
-		buf_init(&path);
 		buf_puts(&path, "/api/v1/instances/");
 		v = json_integer(VAST_LIST_PAGE);
 		vast_param(&path, "limit", v);
@@ -449,7 +444,7 @@ int vast_destroy_confirm(struct vast_client *c, long long id, struct err *e)
 			if (r && r != ERR_HTTP && r != ERR_IO && r != ERR_TIMEOUT)
 				return r;
 			if (r)
-				log_warn("destroying instance %lld: %s; trying again", id, e->msg);
+				log_warn("destroying instance %lld: %s; trying again", id, err_msg(e));
 		}
 		r = vast_show_instance(c, id, &in, e);
 		if (r == ERR_NOTFOUND) {
@@ -463,7 +458,7 @@ int vast_destroy_confirm(struct vast_client *c, long long id, struct err *e)
 				 in.actual_status ? in.actual_status : "provisioning");
 		vast_instance_release(&in);
 		if (look + 1 < VAST_GONE_LOOKS)
-			http_sleep_ms(look < 3 ? 500 : 1500);
+			clock_sleep_ms(look < 3 ? 500 : 1500, NULL);
 	}
 	return err_set(e, ERR_FAIL,
 		       "instance %lld is still there after %d looks; it may still be billing: "

@@ -11,6 +11,7 @@
 #include "common/proc.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "vast/client.h"
 
 int vast_pubkey_read(const char *private_path, char **pub, struct err *e)
 {
@@ -19,7 +20,6 @@ int vast_pubkey_read(const char *private_path, char **pub, struct err *e)
 	int r;
 
 	*pub = NULL;
-	buf_init(&b);
 	r = fsx_read_file(path, &b, 16384, e);
 	if (r) {
 		if (access(path, F_OK) && errno == ENOENT)
@@ -62,7 +62,6 @@ int vast_keygen(const char *private_path, struct err *e)
 	struct proc_opts po = { .timeout_ms = 30000 };
 	int r, status = 0;
 
-	buf_init(&errout);
 	if (!access(private_path, F_OK) || !access(pubpath, F_OK)) {
 		r = err_set(e, ERR_EXISTS, "%s already exists; ferry never overwrites a key",
 			    access(private_path, F_OK) ? pubpath : private_path);
@@ -84,5 +83,17 @@ out:
 	buf_release(&errout);
 	free(dir);
 	free(pubpath);
+	return r;
+}
+
+int vast_key_reattach(void *arg, struct err *e)
+{
+	const struct vast_key_reattach *k = arg;
+	char *pub = NULL;
+	int r = vast_pubkey_read(k->key_path, &pub, e);
+
+	if (!r)
+		r = vast_attach_key(k->client, k->instance, pub, e);
+	free(pub);
 	return r;
 }

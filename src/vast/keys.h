@@ -13,4 +13,18 @@ int vast_pubkey_read(const char *private_path, char **pub, struct err *e);
  * ssh-keygen and no passphrase. ERR_EXISTS when either file exists. */
 int vast_keygen(const char *private_path, struct err *e);
 
+struct vast_client;
+
+/* What vast_key_reattach needs: the instance and the key pair whose public
+ * half to attach again (none owned). */
+struct vast_key_reattach {
+	struct vast_client *client;
+	long long instance;
+	const char *key_path;    /* the private key; its .pub is attached */
+};
+
+/* Attach the public key to the instance again (a remote_wait_opts.reattach
+ * callback: `arg` is a struct vast_key_reattach). */
+int vast_key_reattach(void *arg, struct err *e);
+
 #endif

@@ -131,8 +131,6 @@ vq_fail(struct err *e, const char *start, const char *end, const char *fmt, ...)
 	while (end > start && vq_space(end[-1]))
 		end--;
 	n = (size_t)(end - start);
-	buf_init(&show);
-	buf_init(&why);
 	term = xstrndup(start, n > VQ_SHOW_MAX ? VQ_SHOW_MAX : n);
 	str_escape(term, &show);
 	if (n > VQ_SHOW_MAX)
@@ -489,7 +487,6 @@ static int vq_order(const char *spec, json_t **out, struct err *e)
 		if (!*name) {
 			struct buf show = BUF_INIT;
 
-			buf_init(&show);
 			str_escape(spec, &show);
 			r = err_set(e, ERR_USAGE,
 				    "offer order '%s': each entry is a field name, then - for descending",
@@ -518,7 +515,6 @@ int vast_query_build(const char *const *terms, size_t nterms, const struct vast_
 	int r = 0;
 
 	*out = NULL;
-	buf_init(&text);
 	if (!o)
 		o = &dflt;
 	type = o->type ? o->type : "on-demand";
@@ -527,7 +523,6 @@ int vast_query_build(const char *const *terms, size_t nterms, const struct vast_
 	} else if (strcmp(type, "on-demand") && strcmp(type, "bid") && strcmp(type, "reserved")) {
 		struct buf show = BUF_INIT;
 
-		buf_init(&show);
 		str_escape(type, &show);
 		r = err_set(e, ERR_USAGE,
 			    "offer type '%s': use on-demand, interruptible (bid) or reserved",

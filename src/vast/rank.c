@@ -362,9 +362,9 @@ double vast_gpu_seconds_per_step(const char *gpu_name, double dlperf, const char
 
 /* ---- the job ---- */
 
-static const char *vr_name(const struct vast_job *job)
+static const char *vr_name(const struct vast_workload *wl)
 {
-	return job->recipe && *job->recipe ? job->recipe : "the job";
+	return wl->recipe && *wl->recipe ? wl->recipe : "the job";
 }
 
 static bool vr_nonneg(double v)
@@ -372,44 +372,43 @@ static bool vr_nonneg(double v)
 	return isfinite(v) && v >= 0;
 }
 
-static int vr_job_check(const struct vast_job *job, struct err *e)
+static int vr_job_check(const struct vast_workload *wl, struct err *e)
 {
 	long long ver;
 
-	if (!job)
+	if (!wl)
 		return err_set(e, ERR_USAGE, "offer ranking: no job given");
-	if (!vr_nonneg(job->vram_gb) || !vr_nonneg(job->cuda_min) || !vr_nonneg(job->disk_gb) ||
-	    !vr_nonneg(job->inet_down_min_mbps) || !vr_nonneg(job->speed_factor) ||
-	    !vr_nonneg(job->boot_s))
+	if (!vr_nonneg(wl->vram_gb) || !vr_nonneg(wl->cuda_min) || !vr_nonneg(wl->disk_gb) ||
+	    !vr_nonneg(wl->inet_down_min_mbps) || !vr_nonneg(wl->speed_factor) ||
+	    !vr_nonneg(wl->boot_s))
 		return err_set(e, ERR_USAGE,
 			       "offer ranking: %s has a negative or non-finite need (VRAM, CUDA, disk, "
-			       "network, speed factor or boot time)", vr_name(job));
-	if (!vr_nonneg(job->reliability_min) || job->reliability_min > 1)
+			       "network, speed factor or boot time)", vr_name(wl));
+	if (!vr_nonneg(wl->reliability_min) || wl->reliability_min > 1)
 		return err_set(e, ERR_USAGE,
 			       "offer ranking: reliability floor %g is not between 0 and 1",
-			       job->reliability_min);
-	if (job->compute_cap_min < 0)
+			       wl->reliability_min);
+	if (wl->compute_cap_min < 0)
 		return err_set(e, ERR_USAGE, "offer ranking: compute capability floor %d is negative",
-			       job->compute_cap_min);
-	if (job->driver_min && vast_query_version(job->driver_min, &ver)) {
+			       wl->compute_cap_min);
+	if (wl->driver_min && vast_query_version(wl->driver_min, &ver)) {
 		struct buf show = BUF_INIT;
 		int r;
 
-		buf_init(&show);
-		str_escape(job->driver_min, &show);
+		str_escape(wl->driver_min, &show);
 		r = err_set(e, ERR_USAGE,
 			    "offer ranking: driver floor '%s' is not a version like 535.86.05",
 			    show.data);
 		buf_release(&show);
 		return r;
 	}
-	if (job->n_exclude && !job->exclude_machines)
+	if (wl->n_exclude && !wl->exclude_machines)
 		return err_set(e, ERR_USAGE, "offer ranking: %zu excluded machines but no list",
-			       job->n_exclude);
-	for (size_t i = 0; i < job->n_exclude; i++)
-		if (job->exclude_machines[i] <= 0)
+			       wl->n_exclude);
+	for (size_t i = 0; i < wl->n_exclude; i++)
+		if (wl->exclude_machines[i] <= 0)
 			return err_set(e, ERR_USAGE, "offer ranking: excluded machine id %lld is not valid",
-				       job->exclude_machines[i]);
+				       wl->exclude_machines[i]);
 	return 0;
 }
 
@@ -472,13 +471,13 @@ static void vr_want(const json_t *q, struct buf *terms, struct strv *lines, cons
 }
 
 /* machine_id notin the excluded machines, merged into a user's notin. */
-static void vr_exclude(json_t *work, const struct vast_job *job, struct strv *lines)
+static void vr_exclude(json_t *work, const struct vast_workload *wl, struct strv *lines)
 {
 	json_t *obj = json_object_get(work, "machine_id"), *arr;
 	struct buf shown = BUF_INIT;
 	size_t added = 0;
 
-	if (!job->n_exclude)
+	if (!wl->n_exclude)
 		return;
 	if (obj && !json_is_object(obj)) {
 		strv_push_nodup(lines, xstrdup("machine_id: kept your filter (not an object); "
@@ -499,9 +498,8 @@ static void vr_exclude(json_t *work, const struct vast_job *job, struct strv *li
 		arr = json_array();
 		json_object_set_new(obj, "notin", arr);
 	}
-	buf_init(&shown);
-	for (size_t i = 0; i < job->n_exclude; i++) {
-		long long id = job->exclude_machines[i];
+	for (size_t i = 0; i < wl->n_exclude; i++) {
+		long long id = wl->exclude_machines[i];
 		bool have = false;
 		size_t j;
 		json_t *v;
@@ -523,11 +521,11 @@ static void vr_exclude(json_t *work, const struct vast_job *job, struct strv *li
 	}
 	if (added)
 		strv_push_nodup(lines, xasprintf("machine_id notin [%s] (machines that failed %s before)",
-						 shown.data, vr_name(job)));
+						 shown.data, vr_name(wl)));
 	buf_release(&shown);
 }
 
-int vast_rank_filters(const struct vast_job *job, json_t *query, struct strv *added,
+int vast_rank_filters(const struct vast_workload *wl, json_t *query, struct strv *added,
 		      struct err *e)
 {
 	struct strv lines = STRV_INIT;
@@ -539,64 +537,63 @@ int vast_rank_filters(const struct vast_job *job, json_t *query, struct strv *ad
 	char term[160];
 	int r;
 
-	r = vr_job_check(job, e);
+	r = vr_job_check(wl, e);
 	if (r)
 		return r;
 	if (!json_is_object(query))
 		return err_set(e, ERR_FAIL, "offer ranking: no query object to add filters to");
-	name = vr_name(job);
-	buf_init(&terms);
+	name = vr_name(wl);
 	work = json_deep_copy(query);
 
-	if (job->vram_gb > 0) {
-		snprintf(term, sizeof(term), "gpu_ram>=%.10g", job->vram_gb);
+	if (wl->vram_gb > 0) {
+		snprintf(term, sizeof(term), "gpu_ram>=%.10g", wl->vram_gb);
 		vr_want(work, &terms, &lines, "gpu_ram", NULL, term,
 			xasprintf("gpu_ram >= %g GB (%s needs %g GB of VRAM on one GPU)",
-				  job->vram_gb, name, job->vram_gb),
+				  wl->vram_gb, name, wl->vram_gb),
 			"offers with less VRAM than the job needs are still dropped when ranking");
 	}
-	if (job->cuda_min > 0) {
-		snprintf(term, sizeof(term), "cuda_max_good>=%.10g", job->cuda_min);
+	if (wl->cuda_min > 0) {
+		snprintf(term, sizeof(term), "cuda_max_good>=%.10g", wl->cuda_min);
 		vr_want(work, &terms, &lines, "cuda_max_good", NULL, term,
 			xasprintf("cuda_max_good >= %g (%s's image needs CUDA %g from the host driver)",
-				  job->cuda_min, name, job->cuda_min),
+				  wl->cuda_min, name, wl->cuda_min),
 			"offers below the job's CUDA floor are still dropped when ranking");
 	}
-	if (job->driver_min) {
-		vast_query_version(job->driver_min, &ver);
-		snprintf(term, sizeof(term), "driver_version>=%s", job->driver_min);
+	if (wl->driver_min) {
+		vast_query_version(wl->driver_min, &ver);
+		snprintf(term, sizeof(term), "driver_version>=%s", wl->driver_min);
 		vr_want(work, &terms, &lines, "driver_version", NULL, term,
 			xasprintf("driver_version >= %s (sent as %lld; %s's image needs this host driver)",
-				  job->driver_min, ver, name),
+				  wl->driver_min, ver, name),
 			"offers below the job's driver floor are still dropped when ranking");
 	}
-	if (job->compute_cap_min > 0) {
-		snprintf(term, sizeof(term), "compute_cap>=%d", job->compute_cap_min);
+	if (wl->compute_cap_min > 0) {
+		snprintf(term, sizeof(term), "compute_cap>=%d", wl->compute_cap_min);
 		vr_want(work, &terms, &lines, "compute_cap", NULL, term,
 			xasprintf("compute_cap >= %d (%s needs compute capability %d.%d or newer)",
-				  job->compute_cap_min, name, job->compute_cap_min / 100,
-				  job->compute_cap_min % 100 / 10),
+				  wl->compute_cap_min, name, wl->compute_cap_min / 100,
+				  wl->compute_cap_min % 100 / 10),
 			"offers below the job's compute capability are still dropped when ranking");
 	}
-	if (job->disk_gb > 0) {
-		snprintf(term, sizeof(term), "disk_space>=%.10g", job->disk_gb);
+	if (wl->disk_gb > 0) {
+		snprintf(term, sizeof(term), "disk_space>=%.10g", wl->disk_gb);
 		vr_want(work, &terms, &lines, "disk_space", NULL, term,
 			xasprintf("disk_space >= %g GB (%s needs %g GB for dataset, model, outputs and headroom)",
-				  job->disk_gb, name, job->disk_gb),
+				  wl->disk_gb, name, wl->disk_gb),
 			"offers with less free disk than the job needs are still dropped when ranking");
 	}
-	rel = job->reliability_min > 0 ? job->reliability_min : VAST_RANK_RELIABILITY_FLOOR;
+	rel = wl->reliability_min > 0 ? wl->reliability_min : VAST_RANK_RELIABILITY_FLOOR;
 	snprintf(term, sizeof(term), "reliability>=%.10g", rel);
 	vr_want(work, &terms, &lines, "reliability", "reliability2", term,
-		job->reliability_min > 0 ?
+		wl->reliability_min > 0 ?
 		xasprintf("reliability >= %g (%s asks for it)", rel, name) :
 		xasprintf("reliability >= %g (default floor: less reliable hosts fail often enough "
 			  "to cost more than they save)", rel),
 		"your choice wins; ranking still charges less reliable hosts for their risk");
-	inet = job->inet_down_min_mbps > 0 ? job->inet_down_min_mbps : VAST_RANK_INET_DOWN_FLOOR_MBPS;
+	inet = wl->inet_down_min_mbps > 0 ? wl->inet_down_min_mbps : VAST_RANK_INET_DOWN_FLOOR_MBPS;
 	snprintf(term, sizeof(term), "inet_down>=%.10g", inet);
 	vr_want(work, &terms, &lines, "inet_down", NULL, term,
-		job->inet_down_min_mbps > 0 ?
+		wl->inet_down_min_mbps > 0 ?
 		xasprintf("inet_down >= %g Mb/s (%s asks for it)", inet, name) :
 		xasprintf("inet_down >= %g Mb/s (default floor: the instance downloads the model "
 			  "and receives the dataset at this rate)", inet),
@@ -607,14 +604,14 @@ int vast_rank_filters(const struct vast_job *job, json_t *query, struct strv *ad
 		err_prefix(e, "offer ranking");
 		goto out;
 	}
-	vr_exclude(work, job, &lines);
-	if (job->disk_gb > 0) {
+	vr_exclude(work, wl, &lines);
+	if (wl->disk_gb > 0) {
 		cur = json_object_get(work, "allocated_storage");
-		if (!cur || (json_is_number(cur) && json_number_value(cur) < job->disk_gb)) {
-			json_object_set_new(work, "allocated_storage", json_real(job->disk_gb));
+		if (!cur || (json_is_number(cur) && json_number_value(cur) < wl->disk_gb)) {
+			json_object_set_new(work, "allocated_storage", json_real(wl->disk_gb));
 			strv_push_nodup(&lines, xasprintf("allocated_storage = %g GB (so dph_total "
 							  "includes the disk %s rents)",
-							  job->disk_gb, name));
+							  wl->disk_gb, name));
 		} else if (!json_is_number(cur)) {
 			strv_push_nodup(&lines, xstrdup("allocated_storage: kept yours (not a number); "
 							"dph_total may not price the disk the job rents"));
@@ -639,25 +636,25 @@ enum { VR_DROP_PRICE, VR_DROP_VRAM, VR_DROP_CUDA, VR_DROP_DRIVER, VR_DROP_CAP, V
        VR_DROP_MACHINE, VR_DROP_N };
 
 /* Why `o` cannot run the job, or -1 when it can. */
-static int vr_cannot(const struct vast_offer *o, const struct vast_job *job, long long drv_min)
+static int vr_cannot(const struct vast_offer *o, const struct vast_workload *wl, long long drv_min)
 {
 	long long drv;
 
 	if (!isfinite(o->dph_total) || !(o->dph_total > 0))
 		return VR_DROP_PRICE;
-	if (job->vram_gb > 0 && !(o->gpu_ram >= job->vram_gb * 1000.0))
+	if (wl->vram_gb > 0 && !(o->gpu_ram >= wl->vram_gb * 1000.0))
 		return VR_DROP_VRAM;
-	if (job->cuda_min > 0 && o->cuda_max_good > 0 && o->cuda_max_good < job->cuda_min - 1e-9)
+	if (wl->cuda_min > 0 && o->cuda_max_good > 0 && o->cuda_max_good < wl->cuda_min - 1e-9)
 		return VR_DROP_CUDA;
 	if (drv_min > 0 && o->driver_version && !vast_query_version(o->driver_version, &drv) &&
 	    drv < drv_min)
 		return VR_DROP_DRIVER;
-	if (job->compute_cap_min > 0 && o->compute_cap > 0 && o->compute_cap < job->compute_cap_min)
+	if (wl->compute_cap_min > 0 && o->compute_cap > 0 && o->compute_cap < wl->compute_cap_min)
 		return VR_DROP_CAP;
-	if (job->disk_gb > 0 && o->disk_space > 0 && o->disk_space < job->disk_gb)
+	if (wl->disk_gb > 0 && o->disk_space > 0 && o->disk_space < wl->disk_gb)
 		return VR_DROP_DISK;
-	for (size_t i = 0; i < job->n_exclude; i++)
-		if (o->machine_id == job->exclude_machines[i])
+	for (size_t i = 0; i < wl->n_exclude; i++)
+		if (o->machine_id == wl->exclude_machines[i])
 			return VR_DROP_MACHINE;
 	return -1;
 }
@@ -683,11 +680,11 @@ static double vr_dlperf_per_gpu(const struct vast_offer *o)
 }
 
 /* Fill every cost term of x, whose s_per_step (unscaled) is set. */
-static void vr_cost(struct vast_estimate *x, const struct vast_offer *o, const struct vast_job *job)
+static void vr_cost(struct vast_estimate *x, const struct vast_offer *o, const struct vast_workload *wl)
 {
-	double factor = job->speed_factor > 0 ? job->speed_factor : 1.0;
-	double dl_bytes = job->download_bytes ? (double)job->download_bytes : VR_DOWNLOAD_BYTES;
-	double in_bytes = (double)job->upload_bytes + (double)job->model_bytes;
+	double factor = wl->speed_factor > 0 ? wl->speed_factor : 1.0;
+	double dl_bytes = wl->download_bytes ? (double)wl->download_bytes : VR_DOWNLOAD_BYTES;
+	double in_bytes = (double)wl->upload_bytes + (double)wl->model_bytes;
 	double cost_dn = vr_gb_cost(o->inet_down_cost), cost_up = vr_gb_cost(o->inet_up_cost);
 	double r, p, lost, ckpt_s, resume_s, extra_s;
 
@@ -695,10 +692,10 @@ static void vr_cost(struct vast_estimate *x, const struct vast_offer *o, const s
 	x->inet_down_mbps = vr_inet(o->inet_down);
 	x->inet_up_mbps = vr_inet(o->inet_up);
 	x->hourly_usd = o->dph_total;
-	x->model_s = (double)job->model_bytes * 8 / (x->inet_down_mbps * 1e6);
-	x->boot_s = (job->boot_s > 0 ? job->boot_s : VR_BOOT_S) + x->model_s + VR_LOAD_S;
-	x->upload_s = (double)job->upload_bytes * 8 / (x->inet_down_mbps * 1e6);
-	x->train_s = (double)job->steps * x->s_per_step;
+	x->model_s = (double)wl->model_bytes * 8 / (x->inet_down_mbps * 1e6);
+	x->boot_s = (wl->boot_s > 0 ? wl->boot_s : VR_BOOT_S) + x->model_s + VR_LOAD_S;
+	x->upload_s = (double)wl->upload_bytes * 8 / (x->inet_down_mbps * 1e6);
+	x->train_s = (double)wl->steps * x->s_per_step;
 	x->download_s = dl_bytes * 8 / (x->inet_up_mbps * 1e6);
 	x->hours = (x->boot_s + x->upload_s + x->train_s + x->download_s) / 3600.0;
 	x->run_usd = x->hourly_usd * x->hours;
@@ -722,9 +719,9 @@ static void vr_cost(struct vast_estimate *x, const struct vast_offer *o, const s
 	/* One failure: noticing it, booting and uploading again on a new host,
 	 * sending the resume files back, and the training since the last
 	 * checkpoint (half an interval on average). */
-	ckpt_s = job->checkpoint_steps ? (double)job->checkpoint_steps * x->s_per_step : x->train_s;
+	ckpt_s = wl->checkpoint_steps ? (double)wl->checkpoint_steps * x->s_per_step : x->train_s;
 	lost = (ckpt_s < x->train_s ? ckpt_s : x->train_s) / 2;
-	resume_s = job->checkpoint_steps ? dl_bytes * 8 / (x->inet_down_mbps * 1e6) : 0;
+	resume_s = wl->checkpoint_steps ? dl_bytes * 8 / (x->inet_down_mbps * 1e6) : 0;
 	extra_s = VR_DETECT_S + x->boot_s + x->upload_s + resume_s + lost;
 	x->fail_extra_usd = x->hourly_usd * extra_s / 3600.0 + cost_dn * in_bytes / 1e9;
 	x->penalty_usd = p > 0 ? p / (1.0 - p) * x->fail_extra_usd : 0;
@@ -771,7 +768,7 @@ static int vr_dcmp(const void *pa, const void *pb)
 	return a < b ? -1 : a > b;
 }
 
-int vast_rank(const struct vast_offer *offers, size_t n, const struct vast_job *job,
+int vast_rank(const struct vast_offer *offers, size_t n, const struct vast_workload *wl,
 	      struct vast_estimate **out, size_t *nout, struct err *e)
 {
 	const struct vast_gpu_table *t;
@@ -784,15 +781,15 @@ int vast_rank(const struct vast_offer *offers, size_t n, const struct vast_job *
 
 	*out = NULL;
 	*nout = 0;
-	r = vr_job_check(job, e);
+	r = vr_job_check(wl, e);
 	if (r)
 		return r;
 	if (!n)
 		return 0;
 	if (!offers)
 		return err_set(e, ERR_USAGE, "offer ranking: %zu offers but no array", n);
-	if (job->driver_min)
-		vast_query_version(job->driver_min, &drv_min);
+	if (wl->driver_min)
+		vast_query_version(wl->driver_min, &drv_min);
 	t = vast_gpu_table_builtin();
 	est = xcalloc(n, sizeof(*est));
 	ks = xmalloc(n * sizeof(*ks));
@@ -800,7 +797,7 @@ int vast_rank(const struct vast_offer *offers, size_t n, const struct vast_job *
 	/* Pass 1: drop what cannot run; look the known GPUs up. */
 	for (size_t i = 0; i < n; i++) {
 		const struct vast_offer *o = &offers[i];
-		int why = vr_cannot(o, job, drv_min);
+		int why = vr_cannot(o, wl, drv_min);
 		const struct vr_row *row;
 		struct vast_estimate *x;
 		double dl;
@@ -839,14 +836,14 @@ int vast_rank(const struct vast_offer *offers, size_t n, const struct vast_job *
 		if (!x->speed_source)
 			x->s_per_step = vr_scaled(t, vr_dlperf_per_gpu(o), k, knote,
 						  &x->speed_source, &x->speed_note);
-		vr_cost(x, o, job);
+		vr_cost(x, o, wl);
 	}
 	qsort_r(est, m, sizeof(*est), vr_cmp, (void *)offers);
 
 	if (m < n)
 		log_debug("offer ranking: %zu of %zu offers cannot run %s (price %zu, VRAM %zu, "
 			  "CUDA %zu, driver %zu, compute capability %zu, disk %zu, excluded %zu)",
-			  n - m, n, vr_name(job), drops[VR_DROP_PRICE], drops[VR_DROP_VRAM],
+			  n - m, n, vr_name(wl), drops[VR_DROP_PRICE], drops[VR_DROP_VRAM],
 			  drops[VR_DROP_CUDA], drops[VR_DROP_DRIVER], drops[VR_DROP_CAP],
 			  drops[VR_DROP_DISK], drops[VR_DROP_MACHINE]);
 	free(ks);
@@ -872,13 +869,12 @@ static void vr_bytes(struct buf *b, double bytes)
 }
 
 void vast_estimate_explain(const struct vast_estimate *est, const struct vast_offer *offer,
-			   const struct vast_job *job, struct buf *out)
+			   const struct vast_workload *wl, struct buf *out)
 {
-	double dl_bytes = job->download_bytes ? (double)job->download_bytes : VR_DOWNLOAD_BYTES;
-	double factor = job->speed_factor > 0 ? job->speed_factor : 1.0;
+	double dl_bytes = wl->download_bytes ? (double)wl->download_bytes : VR_DOWNLOAD_BYTES;
+	double factor = wl->speed_factor > 0 ? wl->speed_factor : 1.0;
 	struct buf name = BUF_INIT;
 
-	buf_init(&name);
 	str_escape(offer->gpu_name ? offer->gpu_name : "unknown GPU", &name);
 	buf_printf(out, "offer %lld: %s x%d, $%.3f/h, reliability %.3f, down/up %.0f/%.0f Mb/s\n",
 		   offer->id, name.data, offer->num_gpus > 0 ? offer->num_gpus : 1, est->hourly_usd,
@@ -893,12 +889,12 @@ void vast_estimate_explain(const struct vast_estimate *est, const struct vast_of
 			   "but do not speed it up\n", offer->num_gpus - 1);
 	buf_printf(out, "  boot      %.0f s = %.0f s start + %.0f s model (",
 		   est->boot_s, est->boot_s - est->model_s - VR_LOAD_S, est->model_s);
-	vr_bytes(out, (double)job->model_bytes);
+	vr_bytes(out, (double)wl->model_bytes);
 	buf_printf(out, ") + %.0f s load/quantize\n", VR_LOAD_S);
 	buf_printf(out, "  upload    %.0f s (", est->upload_s);
-	vr_bytes(out, (double)job->upload_bytes);
+	vr_bytes(out, (double)wl->upload_bytes);
 	buf_printf(out, " at %.0f Mb/s)\n", est->inet_down_mbps);
-	buf_printf(out, "  train     %.0f s = %llu steps x %.2f s\n", est->train_s, job->steps,
+	buf_printf(out, "  train     %.0f s = %llu steps x %.2f s\n", est->train_s, wl->steps,
 		   est->s_per_step);
 	buf_printf(out, "  download  %.0f s (", est->download_s);
 	vr_bytes(out, dl_bytes);

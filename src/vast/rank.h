@@ -14,9 +14,10 @@
 #include "common/str.h"
 #include "vast/model.h"
 
-/* What a job needs from a machine and what it moves; filled by the CLI from
- * a recipe. Zero means "not needed" or "use the default" as noted. */
-struct vast_job {
+/* A workload: what a training job needs from a machine and what it moves;
+ * filled from a recipe by recipe_offer_needs. Zero means "not needed" or "use
+ * the default" as noted. */
+struct vast_workload {
 	const char *recipe;          /* name, for messages; NULL: "the job" */
 	double vram_gb;              /* per GPU, e.g. 24; 0: no floor */
 	double cuda_min;             /* cuda_max_good floor, e.g. 12.1; 0: none */
@@ -67,7 +68,7 @@ struct vast_job {
  * owns), e.g. "gpu_ram >= 24 GB (flux-dev-lora needs 24 GB of VRAM on one
  * GPU)". On failure (ERR_USAGE for a bad job value, ERR_FAIL when `query`
  * is not an object) neither `query` nor `added` is changed. */
-int vast_rank_filters(const struct vast_job *job, json_t *query, struct strv *added,
+int vast_rank_filters(const struct vast_workload *wl, json_t *query, struct strv *added,
 		      struct err *e);
 
 /* The estimate for one offer. Times are seconds. */
@@ -103,7 +104,7 @@ struct vast_estimate {
  * the job's floor, an excluded machine, or no usable price. Reliability and
  * inet floors are the search's business and do not drop offers here.
  * *out is a new array the caller frees (NULL when nothing is left). */
-int vast_rank(const struct vast_offer *offers, size_t n, const struct vast_job *job,
+int vast_rank(const struct vast_offer *offers, size_t n, const struct vast_workload *wl,
 	      struct vast_estimate **out, size_t *nout, struct err *e);
 
 /* Seconds per step of the reference workload on a GPU, from the compiled-in
@@ -135,7 +136,7 @@ const struct vast_gpu_table *vast_gpu_table_builtin(void);
 
 /* For --explain: a few human lines showing every term of `est` for `offer`. */
 void vast_estimate_explain(const struct vast_estimate *est, const struct vast_offer *offer,
-			   const struct vast_job *job, struct buf *out);
+			   const struct vast_workload *wl, struct buf *out);
 /* For --json: the estimate's fields with the offer id, GPU and count. */
 json_t *vast_estimate_json(const struct vast_estimate *est, const struct vast_offer *offer);
 /* A short text of the model's formula, for --explain headers. */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/http.h"
 #include "common/json_util.h"
 #include "common/log.h"
@@ -102,7 +103,7 @@ static int rent_lookup(struct rent_state *st, int tries, struct vast_instance **
 		if (look < tries) {
 			log_info("no instance labelled %s yet (look %d of %d)", st->o->label, look,
 				 tries);
-			http_sleep_ms(wait);
+			clock_sleep_ms(wait, NULL);
 			wait = wait * 2 > 4000 ? 4000 : wait * 2;
 		}
 	}
@@ -187,7 +188,7 @@ static int rent_try_offer(struct rent_state *st, long long offer, double price, 
 		log_warn("Vast accepted the create of offer %lld but named no instance; "
 			 "looking for label %s", offer, o->label);
 	else
-		log_warn("create of offer %lld failed: %s", offer, e->msg);
+		log_warn("create of offer %lld failed: %s", offer, err_msg(e));
 	if (r && named && (lr = rent_destroy(st, named, "the failed create left it", &le))) {
 		r = err_set(e, lr, "the failed create of offer %lld left instance %lld, which "
 			    "could not be destroyed and may bill: %s", offer, named, le.msg);
@@ -200,7 +201,7 @@ static int rent_try_offer(struct rent_state *st, long long offer, double price, 
 			r = lr;
 		err_set(e, r, "%s; the label %s could not be looked up after it (%s), so an "
 			"instance may exist and bill: check `ferry instances --label %s`",
-			r == lr ? "the create gave no clear answer" : e->msg, o->label, le.msg,
+			r == lr ? "the create gave no clear answer" : err_msg(e), o->label, le.msg,
 			o->label);
 		goto out;
 	}

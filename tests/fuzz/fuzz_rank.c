@@ -67,7 +67,7 @@ static void check_rank(const uint8_t *data, size_t size)
 	static const long long excluded[] = { 22990 };
 	struct vast_offer *offers = NULL;
 	struct vast_estimate *est = NULL;
-	struct vast_job job;
+	struct vast_workload job;
 	size_t n = 0, m = 0;
 	json_error_t je;
 	struct err e;
@@ -105,7 +105,6 @@ static void check_rank(const uint8_t *data, size_t size)
 			check_terms(&est[i]);
 			if (i && est[i].total_usd + 1e-4 < est[i - 1].total_usd)
 				abort();
-			buf_init(&b);
 			vast_estimate_explain(&est[i], &offers[est[i].offer], &job, &b);
 			buf_release(&b);
 			js = vast_estimate_json(&est[i], &offers[est[i].offer]);

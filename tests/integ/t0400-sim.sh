@@ -79,7 +79,7 @@ t_fails "stray arguments" 2 "$FERRY" sim extra
 
 # --- the main simulator -------------------------------------------------------------
 
-FERRY_LOG=debug sim_start --boot-seconds 1 --api-key "$KEY" --seed 5 --ssh-endpoint 127.0.0.1:2222 \
+FERRY_LOG=debug sim_start --boot-seconds 3 --api-key "$KEY" --seed 5 --ssh-endpoint 127.0.0.1:2222 \
 	--rate 0 || exit 1
 t_match "one 'listening on' line" "$(cat "$SIM_OUT")" '^ferry sim: listening on http://127\.0\.0\.1:[0-9]+$'
 t_eq "nothing else on stdout" "$(wc -l <"$SIM_OUT")" 1

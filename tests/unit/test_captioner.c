@@ -148,7 +148,6 @@ static char *stderr_of(void (*fn)(void *), void *arg)
 	assert_int_equal(dup2(saved, 2), 2);
 	close(saved);
 	fclose(f);
-	buf_init(&b);
 	assert_int_equal(fsx_read_file(path, &b, 0, NULL), 0);
 	text = buf_detach(&b, NULL);
 	free(path);
@@ -178,7 +177,6 @@ static void test_url_credentials(void **state)
 	assert_int_equal(captioner_new(&c, &o, &e), 0);
 	assert_string_equal(captioner_describe(c),
 			    "url https://api.example/v1/chat/completions?\xe2\x80\xa6");
-	buf_init(&b);
 	buf_puts(&b, "said hunter2-pass, qk-secret%2F99, qk-secret/99 and bob in fast mode");
 	log_redact(&b);
 	assert_null(strstr(b.data, "hunter2"));

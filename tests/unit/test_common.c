@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 
 #include <stdio.h>
@@ -32,7 +33,6 @@ static void test_buf(void **state)
 	char *p;
 	size_t n;
 
-	buf_init(&b);
 	assert_string_equal(b.data, "");
 	buf_puts(&b, "abc");
 	buf_printf(&b, "-%d-", 42);
@@ -102,7 +102,6 @@ static void test_redaction(void **state)
 
 	log_register_secret("hunter2-secret");
 	log_register_secret("abc"); /* too short to mask */
-	buf_init(&b);
 	buf_puts(&b, "key=hunter2-secret and again hunter2-secret abc");
 	log_redact(&b);
 	assert_string_equal(b.data, "key=**** and again **** abc");
@@ -124,8 +123,6 @@ static void test_proc(void **state)
 	struct err e = { 0 };
 	int status = -1;
 
-	buf_init(&out);
-	buf_init(&err);
 	assert_int_equal(proc_run(echo, &o, &out, &err, &status, &e), 0);
 	assert_string_equal(out.data, "hello");
 	assert_string_equal(err.data, "err\n");
@@ -168,7 +165,6 @@ static void test_escape(void **state)
 {
 	struct buf b = BUF_INIT;
 
-	buf_init(&b);
 	str_escape("a\nb\x01 \xc3\xa9 \xff\xe6\x97", &b);
 	assert_string_equal(b.data, "a\\x0ab\\x01 \xc3\xa9 \\xff\\xe6\\x97");
 	buf_release(&b);
@@ -189,7 +185,6 @@ static void test_fsx(void **state)
 	assert_int_equal(fsx_write_atomic(file, "data", 4, 0600, &e), 0);
 	assert_int_equal(stat(file, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	buf_init(&b);
 	assert_int_equal(fsx_read_file(file, &b, 0, &e), 0);
 	assert_string_equal(b.data, "data");
 	buf_reset(&b);
@@ -212,7 +207,10 @@ static void test_fsx(void **state)
 		struct stat fst;
 
 		assert_int_equal(mkfifo(fifo, 0600), 0);
-		assert_int_equal(fsx_open_regular(fifo, &fst, &e), ERR_FORMAT);
+		int ffd;
+
+		assert_int_equal(fsx_open_regular(fifo, &ffd, &fst, &e), ERR_FORMAT);
+		assert_int_equal(ffd, -1);
 		buf_reset(&b);
 		assert_int_equal(fsx_read_file(fifo, &b, 0, &e), ERR_FORMAT);
 		free(fifo);
@@ -220,8 +218,9 @@ static void test_fsx(void **state)
 	/* Temporary files never go through a planted link. */
 	{
 		char *tmp = NULL, *target = xasprintf("%s/target", dir);
-		int fd = fsx_create_temp(target, 0600, &tmp, &e);
+		int fd = -1;
 
+		assert_int_equal(fsx_create_temp(target, 0600, &fd, &tmp, &e), 0);
 		assert_true(fd >= 0);
 		assert_non_null(strstr(tmp, "target.tmp-"));
 		close(fd);
@@ -288,7 +287,6 @@ static void test_sha256_file_cached(void **state)
 			entry = fsx_join(cache, de->d_name);
 	closedir(d);
 	assert_non_null(entry);
-	buf_init(&rec);
 	assert_int_equal(fsx_read_file(entry, &rec, 256, &e), 0);
 	memset(rec.data + rec.len - 65, '0', 64);
 	assert_int_equal(fsx_write_atomic(entry, rec.data, rec.len, 0600, &e), 0);
@@ -328,6 +326,194 @@ static void test_err(void **state)
 	assert_int_equal(err_exit_status(ERR_USAGE), 2);
 	assert_int_equal(err_exit_status(ERR_IO), 1);
 	assert_int_equal(err_set(NULL, ERR_IO, "x"), ERR_IO);
+	/* Prefixing and changing the code at once; an optional e stays optional. */
+	assert_int_equal(err_prefix_code(&e, ERR_TIMEOUT, "after %d s", 5), ERR_TIMEOUT);
+	assert_int_equal(e.code, ERR_TIMEOUT);
+	assert_string_equal(e.msg, "after 5 s: settings: missing key");
+	assert_int_equal(err_prefix_code(NULL, ERR_CONN, "x"), ERR_CONN);
+	assert_string_equal(err_msg(NULL), "");
+	assert_string_equal(err_msg(&e), e.msg);
+	assert_string_equal(err_name(ERR_CANCELLED), "cancelled");
+}
+
+/* BUF_INIT is ready without buf_init: readable, growable, releasable. */
+static void test_buf_init(void **state)
+{
+	struct buf b = BUF_INIT, c = BUF_INIT;
+
+	assert_non_null(b.data);
+	assert_string_equal(b.data, "");
+	buf_reset(&b);
+	buf_release(&b);
+	assert_non_null(b.data);
+	buf_puts(&c, "x");
+	assert_string_equal(c.data, "x");
+	buf_release(&c);
+	assert_string_equal(buf_empty, "");
+}
+
+static void test_numbers(void **state)
+{
+	long long v = 0;
+
+	assert_int_equal(str_to_i64("-42", &v), 0);
+	assert_int_equal(v, -42);
+	assert_int_equal(str_to_i64("9223372036854775807", &v), 0);
+	assert_int_equal(str_to_i64("9223372036854775808", &v), ERR_USAGE);
+	assert_int_equal(str_to_i64("12x", &v), ERR_USAGE);
+	assert_int_equal(str_to_i64("", &v), ERR_USAGE);
+	assert_int_equal(str_to_i64("--1", &v), ERR_USAGE);
+}
+
+struct cancel_later {
+	struct cancel *c;
+	int after_ms;
+};
+
+static void *cancel_later_run(void *arg)
+{
+	struct cancel_later *cl = arg;
+
+	clock_sleep_ms(cl->after_ms, NULL);
+	cancel_set(cl->c);
+	return NULL;
+}
+
+static void test_clock(void **state)
+{
+	struct cancel c;
+	struct cancel_later cl = { &c, 100 };
+	struct backoff b = { .first_ms = 100, .max_ms = 350 };
+	struct backoff j = { .first_ms = 1000, .max_ms = 1000, .jitter = true };
+	pthread_t t;
+	long long t0;
+
+	assert_int_equal(backoff_next(&b), 100);
+	assert_int_equal(backoff_next(&b), 200);
+	assert_int_equal(backoff_next(&b), 350);
+	assert_int_equal(backoff_next(&b), 350);
+	assert_int_equal(b.tries, 4);
+	backoff_reset(&b);
+	assert_int_equal(backoff_next(&b), 100);
+	for (int i = 0; i < 20; i++) {
+		long long w = backoff_next(&j);
+
+		assert_true(w >= 500 && w <= 1000);
+	}
+	assert_false(cancel_is_set(NULL));
+	cancel_init(&c);
+	assert_int_equal(clock_sleep_ms(20, &c), 0);
+	/* Another thread's cancel ends a long sleep at once. */
+	assert_int_equal(pthread_create(&t, NULL, cancel_later_run, &cl), 0);
+	t0 = clock_mono_ms();
+	assert_int_equal(clock_sleep_ms(60000, &c), ERR_CANCELLED);
+	assert_true(clock_mono_ms() - t0 < 5000);
+	pthread_join(t, NULL);
+	assert_true(cancel_is_set(&c));
+	assert_int_equal(clock_sleep_ms(0, &c), ERR_CANCELLED);
+	assert_int_equal(backoff_sleep(&b, &c), ERR_CANCELLED);
+	cancel_release(&c);
+	/* A flag set without a broadcast (as from a signal handler) is seen. */
+	cancel_init(&c);
+	cancel_set_flag(&c);
+	t0 = clock_mono_ms();
+	assert_int_equal(clock_sleep_ms(60000, &c), ERR_CANCELLED);
+	assert_true(clock_mono_ms() - t0 < 5000);
+	cancel_release(&c);
+}
+
+struct sink_lines {
+	struct strv lines;
+	int levels[8];
+};
+
+static void sink_take(void *arg, enum log_level level, const char *line)
+{
+	struct sink_lines *s = arg;
+
+	if (s->lines.n < 8)
+		s->levels[s->lines.n] = (int)level;
+	strv_push(&s->lines, line);
+}
+
+static void *sink_other_thread(void *arg)
+{
+	log_warn("from another thread");
+	return NULL;
+}
+
+static void test_log_sink(void **state)
+{
+	struct sink_lines got = { STRV_INIT, { 0 } };
+	struct log_sink sink = { sink_take, &got, LOG_INFO, false };
+	pthread_t t;
+
+	log_register_secret("hunter2-token");
+	log_set_thread_sink(&sink);
+	log_info("the key is %s\n", "hunter2-token");
+	log_debug("below the sink's level");
+	log_error("an error");
+	/* Another thread has no sink: its lines are not this job's. */
+	assert_int_equal(pthread_create(&t, NULL, sink_other_thread, NULL), 0);
+	pthread_join(t, NULL);
+	log_set_thread_sink(NULL);
+	log_info("after the sink was cleared");
+	assert_int_equal(got.lines.n, 2);
+	assert_string_equal(got.lines.v[0], "the key is ****");
+	assert_int_equal(got.levels[0], LOG_INFO);
+	assert_string_equal(got.lines.v[1], "an error");
+	assert_int_equal(got.levels[1], LOG_ERROR);
+	strv_release(&got.lines);
+	log_forget_secrets();
+}
+
+static void test_proc_cancel_and_cut(void **state)
+{
+	const char *const sleeper[] = { "sh", "-c", "sleep 30 & sleep 30; wait", NULL };
+	const char *const chatty[] = { "sh", "-c", "head -c 300000 /dev/zero; echo done >&2", NULL };
+	struct cancel c;
+	struct cancel_later cl = { &c, 150 };
+	struct proc_opts o = { .cancel = &c };
+	struct buf out = BUF_INIT, err = BUF_INIT;
+	struct err e = { 0 };
+	bool cut = false;
+	pthread_t t;
+	long long t0;
+	int status = 0;
+
+	cancel_init(&c);
+	assert_int_equal(pthread_create(&t, NULL, cancel_later_run, &cl), 0);
+	t0 = clock_mono_ms();
+	assert_int_equal(proc_run(sleeper, &o, NULL, NULL, &status, &e), ERR_CANCELLED);
+	assert_true(clock_mono_ms() - t0 < 10000);
+	assert_non_null(strstr(e.msg, "cancelled"));
+	pthread_join(t, NULL);
+	cancel_release(&c);
+	/* Output past the cap is dropped, and the caller is told. */
+	o = (struct proc_opts){ .max_output = 100000, .cut = &cut };
+	assert_int_equal(proc_run(chatty, &o, &out, &err, &status, &e), 0);
+	assert_true(out.len <= 100000);
+	assert_true(cut);
+	assert_string_equal(err.data, "done\n");
+	buf_release(&out);
+	buf_release(&err);
+}
+
+static void test_tree_bytes(void **state)
+{
+	char *dir = tu_mkdtemp("tree-bytes"), *link = xasprintf("%s/link", dir);
+	unsigned long long n = 0;
+	struct err e = { 0 };
+
+	tu_write_text(dir, "a", "12345");
+	tu_write_text(dir, "sub/deeper/b", "123");
+	assert_int_equal(symlink("/etc/passwd", link), 0); /* links are not followed */
+	assert_int_equal(fsx_tree_bytes(dir, &n, &e), 0);
+	assert_int_equal(n, 8);
+	assert_int_equal(fsx_tree_bytes("/nonexistent/ferry", &n, &e), ERR_IO);
+	assert_int_equal(fsx_remove_tree(dir, &e), 0);
+	free(link);
+	free(dir);
 }
 
 int main(void)
@@ -344,6 +530,12 @@ int main(void)
 		cmocka_unit_test(test_sha256),
 		cmocka_unit_test(test_sha256_file_cached),
 		cmocka_unit_test(test_err),
+		cmocka_unit_test(test_buf_init),
+		cmocka_unit_test(test_numbers),
+		cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_log_sink),
+		cmocka_unit_test(test_proc_cancel_and_cut),
+		cmocka_unit_test(test_tree_bytes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -211,7 +211,6 @@ static char *read_text(const char *dir, const char *rel)
 	char *p = path_in(dir, rel);
 	struct buf b = BUF_INIT;
 
-	buf_init(&b);
 	assert_int_equal(fsx_read_file(p, &b, 0, NULL), 0);
 	free(p);
 	return buf_detach(&b, NULL);
@@ -287,7 +286,6 @@ static void image_size(const char *dir, const char *rel, int *w, int *h, int *ba
 	struct buf b = BUF_INIT;
 	VipsImage *im;
 
-	buf_init(&b);
 	assert_int_equal(fsx_read_file(p, &b, 0, NULL), 0);
 	im = vips_image_new_from_buffer(b.data, b.len, "", NULL);
 	assert_non_null(im);
@@ -400,8 +398,6 @@ static void test_run_to_folder(void **state)
 	char *t;
 	int w, h, bands;
 
-	buf_init(&before);
-	buf_init(&after);
 	tree_hashes(dir, "", &before);
 	fix_opts_for(&o, out);
 	assert_int_equal(fix_run(dir, &o, &res, &e), 0);
@@ -528,8 +524,6 @@ static void test_dry_run(void **state)
 	struct fix_opts o;
 	struct err e = { 0 };
 
-	buf_init(&before);
-	buf_init(&after);
 	tree_hashes(dir, "", &before);
 	fix_opts_for(&o, out);
 	o.dry_run = true;
@@ -853,7 +847,6 @@ static void *vf_worker(void *arg)
 		if (round >= VF_ROUNDS)
 			break;
 		c = &run->cases[k];
-		buf_init(&out);
 		c->rc[round] = fix_image(&c->f, FIX_RESIZE, 20, &out, &w, &h, &e);
 		memcpy(c->msg[round], e.msg, sizeof(e.msg));
 		buf_release(&out);
@@ -884,7 +877,6 @@ static void test_vips_errors_are_each_images_own(void **state)
 		char *src = path_in(dir, kind == 1 ? "good.png" : "good.jpg");
 		struct buf b = BUF_INIT;
 
-		buf_init(&b);
 		assert_int_equal(fsx_read_file(src, &b, 0, NULL), 0);
 		c->f.rel = xasprintf("case-%02zu.%s", i, ext);
 		c->f.abs = path_in(dir, c->f.rel);

@@ -574,7 +574,6 @@ static void test_file_bodies_and_headers(void **state)
 	assert_int_equal(http_send(&rq, &rs, NULL, &e), 0);
 	assert_int_equal(rs.received, 10);
 	assert_int_equal(rs.body.len, 0);
-	buf_init(&got);
 	assert_int_equal(fsx_read_file(out, &got, 0, &e), 0);
 	assert_string_equal(got.data, "the object");
 	assert_int_equal(http_send(&rq, &rs, NULL, &e), 0);

@@ -83,7 +83,6 @@ static char *build_text(const struct ds_dataset *ds)
 	struct buf b = BUF_INIT;
 	struct err e = { 0 };
 
-	buf_init(&b);
 	assert_int_equal(ds_manifest_build(ds, &b, &e), 0);
 	return buf_detach(&b, NULL);
 }
@@ -154,7 +153,6 @@ static void test_build_needs_check(void **state)
 	struct buf b = BUF_INIT;
 	struct err e = { 0 };
 
-	buf_init(&b);
 	ds->files[1].sha256[0] = '\0';
 	assert_int_equal(ds_manifest_build(ds, &b, &e), ERR_FAIL);
 	assert_non_null(strstr(e.msg, "a.txt"));
@@ -170,7 +168,6 @@ static void test_sums(void **state)
 	struct buf sums = BUF_INIT;
 	struct err e = { 0 };
 
-	buf_init(&sums);
 	assert_int_equal(ds_manifest_parse(text, strlen(text), &m, &e), 0);
 	ds_manifest_sums(m, &sums);
 	assert_string_equal(sums.data,
@@ -223,7 +220,6 @@ static void expect_reject(json_t *j, const char *what)
 {
 	struct buf b = BUF_INIT;
 
-	buf_init(&b);
 	json_to_buf(j, 1, &b);
 	expect_reject_text(b.data, b.len, what);
 	buf_release(&b);

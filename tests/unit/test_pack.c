@@ -486,7 +486,6 @@ static void tlist_read(const char *path, struct tlist *l)
 		char chunk[4096];
 		la_ssize_t n;
 
-		buf_init(&b);
 		t->name = xstrdup(archive_entry_pathname(ent));
 		t->type = archive_entry_filetype(ent);
 		while ((n = archive_read_data(a, chunk, sizeof(chunk))) > 0)

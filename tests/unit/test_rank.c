@@ -46,9 +46,9 @@ static struct vast_offer mk(long long id, const char *gpu, double ram_mb, double
 }
 
 /* The reference FLUX job. */
-static struct vast_job flux_job(void)
+static struct vast_workload flux_job(void)
 {
-	struct vast_job j;
+	struct vast_workload j;
 
 	memset(&j, 0, sizeof(j));
 	j.recipe = "flux-dev-lora";
@@ -59,7 +59,7 @@ static struct vast_job flux_job(void)
 	return j;
 }
 
-static void rank_ok(const struct vast_offer *o, size_t n, const struct vast_job *j,
+static void rank_ok(const struct vast_offer *o, size_t n, const struct vast_workload *j,
 		    struct vast_estimate **est, size_t *m)
 {
 	struct err e;
@@ -248,7 +248,7 @@ static void test_table_parse(void **state)
 static void test_estimate_formula(void **state)
 {
 	struct vast_offer o = mk(7, "RTX 4090", 24564, 0.40);
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0;
 	double s = table_s("RTX 4090"), hours, p, lost, extra;
@@ -303,7 +303,7 @@ static void h100_vs_3090(double price_ratio_of_speed_ratio, size_t want_first)
 	double s_h = table_s("H100 SXM"), s_3 = table_s("RTX 3090");
 	double speed = s_3 / s_h, p3 = 0.25, ph = price_ratio_of_speed_ratio * speed * p3;
 	struct vast_offer o[2] = { mk(1, "H100 SXM", 81559, ph), mk(2, "RTX 3090", 24576, p3) };
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0;
 
@@ -338,7 +338,7 @@ static void test_rank_faster_dearer_gpu_wins(void **state)
 static void test_rank_fixed_prices(void **state)
 {
 	struct vast_offer o[2] = { mk(1, "H100 SXM", 81559, 2.50), mk(2, "RTX 3090", 24576, 0.25) };
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0;
 
@@ -359,7 +359,7 @@ static void test_rank_fixed_prices(void **state)
 static void test_rank_slow_network(void **state)
 {
 	struct vast_offer o[2] = { mk(1, "RTX 4090", 24564, 0.40), mk(2, "RTX 4090", 24564, 0.40) };
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0, fast, slow;
 
@@ -400,7 +400,7 @@ static void test_rank_reliability(void **state)
 {
 	struct vast_offer o[3] = { mk(1, "RTX 4090", 24564, 0.40), mk(2, "RTX 4090", 24564, 0.40),
 				   mk(3, "RTX 4090", 24564, 0.40) };
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0, lo, hi, none;
 
@@ -445,7 +445,7 @@ static void test_rank_unknown_gpu(void **state)
 		mk(3, "RTX 3090", 24576, 0.20), mk(4, "Mystery X", 32000, 0.30),
 		mk(5, "Mystery Y", 32000, 0.30),
 	};
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0, x, y;
 	double k;
@@ -488,7 +488,7 @@ static void test_rank_drops(void **state)
 {
 	static const long long excluded[] = { 999 };
 	struct vast_offer o[10];
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0;
 
@@ -535,7 +535,7 @@ static void test_rank_ties(void **state)
 		mk(40, "RTX 4090", 24564, 0.40), mk(30, "RTX 4090", 24564, 0.40),
 		mk(10, "RTX 4090", 24564, 0.40),
 	};
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0;
 
@@ -568,7 +568,7 @@ static void test_rank_ties(void **state)
 static void test_rank_multi_gpu_and_factor(void **state)
 {
 	struct vast_offer o[2] = { mk(1, "RTX 4090", 24564, 0.80), mk(2, "RTX 4090", 24564, 0.40) };
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0;
 	double t1;
@@ -591,7 +591,7 @@ static void test_rank_multi_gpu_and_factor(void **state)
 static void test_rank_bad_job(void **state)
 {
 	struct vast_offer o = mk(1, "RTX 4090", 24564, 0.40);
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = (struct vast_estimate *)1;
 	size_t m = 9;
 	struct err e;
@@ -629,7 +629,7 @@ static void test_rank_from_json(void **state)
 		"{\"id\":2,\"gpu_name\":\"RTX 3060\",\"gpu_ram\":12288,\"dph_total\":0.05}]}";
 	struct vast_offer *offers = NULL;
 	struct vast_estimate *est = NULL;
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct buf b = BUF_INIT;
 	size_t n = 0, m = 0;
 	json_error_t je;
@@ -650,7 +650,6 @@ static void test_rank_from_json(void **state)
 	/* 34 GB at 105.9 Mb/s is most of the boot */
 	assert_true(est[0].model_s > 2500 && est[0].model_s < 2600);
 
-	buf_init(&b);
 	vast_estimate_explain(&est[0], &offers[est[0].offer], &j, &b);
 	assert_non_null(strstr(b.data, "offer 11684738: RTX 4090 x1"));
 	assert_non_null(strstr(b.data, "total"));
@@ -683,7 +682,7 @@ static void test_rank_10k_fast(void **state)
 	};
 	enum { N = 10000 };
 	struct vast_offer *o = calloc(N, sizeof(*o));
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct vast_estimate *est = NULL;
 	size_t m = 0;
 	double t0, ms, limit;
@@ -725,7 +724,7 @@ static bool has_line(const struct strv *sv, const char *part)
 static void test_filters_json(void **state)
 {
 	static const long long excluded[] = { 77, 88 };
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct strv added = STRV_INIT;
 	json_t *q = json_object();
 	struct err e;
@@ -763,7 +762,7 @@ static void test_filters_user_wins(void **state)
 	};
 	static const long long excluded[] = { 77, 88 };
 	struct vast_query_opts opts = { .storage_gb = 200 };
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct strv added = STRV_INIT;
 	json_t *q = NULL, *before;
 	struct err e;
@@ -810,7 +809,7 @@ static void test_filters_user_wins(void **state)
 
 static void test_filters_errors(void **state)
 {
-	struct vast_job j = flux_job();
+	struct vast_workload j = flux_job();
 	struct strv added = STRV_INIT;
 	json_t *q = json_pack("{s:{s:b}}", "verified", "eq", 1), *before = json_deep_copy(q);
 	struct err e;

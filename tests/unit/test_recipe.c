@@ -307,7 +307,6 @@ static char *config_text(const char *recipe, const struct kv *kv, int *rc, struc
 	json_t *cfg = render_ok(recipe, kv);
 	struct buf out = BUF_INIT;
 
-	buf_init(&out);
 	*rc = recipe_config_text(recipe_find(recipe), cfg, &out, e);
 	json_decref(cfg);
 	return buf_detach(&out, NULL);
@@ -393,7 +392,6 @@ static void test_prompts_file_errors(void **state)
 	char *dir = tu_mkdtemp("ferry-recipe"), *path = fsx_join(dir, "p.txt");
 	struct buf many = BUF_INIT;
 
-	buf_init(&many);
 	for (int i = 0; i < RECIPE_MAX_PROMPTS + 1; i++)
 		buf_printf(&many, "prompt %d\n", i);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]) + 2; i++) {
@@ -456,7 +454,6 @@ static void test_prompts_from_captions(void **state)
 
 	/* a long caption is cut at a word, under the limit with the trigger */
 	strv_release(&caps);
-	buf_init(&longcap);
 	while (longcap.len < 3 * RECIPE_PROMPT_MAX)
 		buf_puts(&longcap, "word ");
 	strv_push(&caps, longcap.data);

@@ -22,8 +22,6 @@ static char *through_sh(const char *s)
 	const char *argv[] = { "sh", "-c", NULL, NULL };
 	int status = -1;
 
-	buf_init(&cmd);
-	buf_init(&out);
 	buf_puts(&cmd, "printf %s ");
 	str_shell_quote(s, &cmd);
 	argv[2] = cmd.data;
@@ -53,7 +51,6 @@ static void test_cmdf(void **state)
 {
 	struct buf b = BUF_INIT;
 
-	buf_init(&b);
 	remote_cmdf(&b, "cd %q && tail -c +%lld %q | head -c %d; echo 100%%", "/r/j 1",
 		    (long long)5000000000LL, "a'b", 7);
 	assert_string_equal(b.data, "cd '/r/j 1' && tail -c +5000000000 'a'\\''b' | head -c 7; "

@@ -454,7 +454,6 @@ static char *whole_log(void)
 {
 	struct buf b = BUF_INIT;
 
-	buf_init(&b);
 	buf_puts(&b, startup);
 	buf_puts(&b, bar_250);
 	buf_puts(&b, save_and_end);
@@ -579,7 +578,6 @@ static void test_one_gib_in_constant_memory(void **state)
 	long before, after;
 	const struct recipe_scan_result *r;
 
-	buf_init(&b);
 	while (b.len < chunk_size) {
 		step++;
 		buf_printf(&b, "\rjdoe_v1:  50%%|#####     | %llu/999999999 [01:00<01:00,  1.24s/it, "

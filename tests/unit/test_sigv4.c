@@ -275,7 +275,6 @@ static void test_s3_presigned_get(void **state)
 	{
 		struct buf b = BUF_INIT;
 
-		buf_init(&b);
 		buf_puts(&b, s.query.data);
 		log_redact(&b);
 		assert_null(strstr(b.data, "aeeed9bb"));
@@ -355,7 +354,6 @@ static void test_encoding(void **state)
 		{ "uploads", "" }, { "b", "x/y z" }, { "a", "2" }, { "a", "1" }, { "prefix", "~._-+" },
 	};
 
-	buf_init(&b);
 	sigv4_uri_encode("abcXYZ019-_.~", 13, false, &b);
 	assert_string_equal(b.data, "abcXYZ019-_.~");
 	buf_reset(&b);

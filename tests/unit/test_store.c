@@ -23,6 +23,7 @@
 #include "common/xalloc.h"
 #include "config/config.h"
 #include "store/dir.h"
+#include "recipe/outputs.h"
 #include "store/publish.h"
 #include "store/store.h"
 #include "store/upload.h"
@@ -173,7 +174,6 @@ static void test_xml_refusals(void **state)
 	assert_int_equal(s3_xml_parse("<a/><b/>", 8, "t", &x, &e), ERR_FORMAT);
 	assert_int_equal(s3_xml_parse("<p:a/>", 6, "t", &x, &e), ERR_FORMAT); /* unbound prefix */
 
-	buf_init(&deep);
 	for (int i = 0; i < S3_XML_MAX_DEPTH + 1; i++)
 		buf_puts(&deep, "<d>");
 	for (int i = 0; i < S3_XML_MAX_DEPTH + 1; i++)
@@ -248,17 +248,23 @@ static void test_never_published(void **state)
 		"environment.txt", "config.yaml.txt", "part", "notes.partial", "optimizer.pt.txt",
 		"log.txt", NULL,
 	};
+	struct publish_opts po = { .private_file = recipe_output_private };
+	struct publish_opts bare = { .with_optimizer = true };
 	const char *why;
 
 	for (const char *const *p = never; *p; p++) {
 		why = NULL;
-		assert_true(publish_skipped(*p, false, &why));
+		assert_true(publish_skipped(&po, *p, &why));
 		assert_non_null(why);
 	}
 	for (const char *const *p = published; *p; p++)
-		assert_false(publish_skipped(*p, false, &why));
-	assert_false(publish_skipped("optimizer.pt", true, &why));
-	assert_true(publish_skipped("config.yaml", true, &why));
+		assert_false(publish_skipped(&po, *p, &why));
+	po.with_optimizer = true;
+	assert_false(publish_skipped(&po, "optimizer.pt", &why));
+	assert_true(publish_skipped(&po, "config.yaml", &why));
+	/* Without the caller's rule, store knows nothing of trainers' files. */
+	assert_false(publish_skipped(&bare, "config.yaml", &why));
+	assert_true(publish_skipped(&bare, ".ferry-pulled/x", &why));
 }
 
 static void test_dir_store(void **state)
@@ -273,7 +279,6 @@ static void test_dir_store(void **state)
 	size_t n = 0;
 	uint64_t size = 0;
 
-	buf_init(&data);
 	for (int i = 0; i < 100000; i++)
 		buf_putc(&data, (char)(i * 7));
 	tu_write_file(src, "f.bin", data.data, data.len);
@@ -337,7 +342,8 @@ static void test_publish_to_dir(void **state)
 {
 	char *job = tu_mkdtemp("publish-job"), *root = tu_mkdtemp("publish-root");
 	char *manifest = fsx_join(root, "jobs/j/result.json");
-	struct publish_opts po = { .dir = job, .prefix = "jobs/j/" };
+	struct publish_opts po = { .dir = job, .prefix = "jobs/j/",
+				   .private_file = recipe_output_private };
 	struct config *cfg = config_new();
 	struct store *s = NULL;
 	struct buf text = BUF_INIT;
@@ -367,7 +373,6 @@ static void test_publish_to_dir(void **state)
 			    "file");
 	assert_string_equal(json_string_value(json_object_get(res, "prefix")), "jobs/j");
 	/* What was uploaded is what was returned. */
-	buf_init(&text);
 	assert_int_equal(fsx_read_file(manifest, &text, 0, &e), 0);
 	assert_int_equal(json_parse(text.data, text.len, "result.json", &stored, &e), 0);
 	assert_true(json_equal(stored, res));

@@ -345,7 +345,6 @@ static void test_offers_bytes(void **state)
 	struct err e;
 
 	/* Many offers, several threads, in order. */
-	buf_init(&big);
 	buf_puts(&big, "{\"success\": true, \"offers\" : [");
 	for (int i = 0; i < 5000; i++)
 		buf_printf(&big, "%s%s", i ? "," : "", offer_sample);

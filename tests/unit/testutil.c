@@ -514,7 +514,6 @@ char *tu_stderr_end(void)
 	assert_true(dup2(tu_saved_stderr, STDERR_FILENO) >= 0);
 	close(tu_saved_stderr);
 	tu_saved_stderr = -1;
-	buf_init(&b);
 	rewind(tu_capture);
 	while ((n = fread(chunk, 1, sizeof(chunk), tu_capture)) > 0)
 		buf_add(&b, chunk, n);
