@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/sha256.h"
 #include "common/str.h"
+#include "common/xalloc.h"
 #include "dataset/pack.h"
 #include "remote/jobdir.h"
 
@@ -37,34 +39,108 @@ static void push_tick(void *arg)
 
 /* The archive's SHA-256, computed beside the upload: on a fast link the
  * hash would otherwise add a whole pass over the file before the first byte
- * leaves. */
+ * leaves. Shared by the push and its thread, freed by whichever lets go
+ * last: a cancelled push does not wait for the hash to end. */
 struct push_hash {
 	pthread_t thread;
-	const char *path, *cache_dir;
+	char *path, *cache_dir;
 	char hex[65];
 	uint64_t bytes;
 	struct err err;
 	int r;
-	bool started;
+	bool done;                /* the rest under lock */
+	int refs;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
 };
+
+static void push_hash_unref(struct push_hash *h)
+{
+	bool last;
+
+	pthread_mutex_lock(&h->lock);
+	last = !--h->refs;
+	pthread_mutex_unlock(&h->lock);
+	if (!last)
+		return;
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h->path);
+	free(h->cache_dir);
+	free(h);
+}
 
 static void *push_hash_run(void *arg)
 {
 	struct push_hash *h = arg;
+	char hex[65];
+	uint64_t bytes = 0;
+	struct err err = { 0 };
+	int r = sha256_file_cached(h->path, h->cache_dir, hex, &bytes, &err);
 
-	h->r = sha256_file_cached(h->path, h->cache_dir, h->hex, &h->bytes, &h->err);
+	pthread_mutex_lock(&h->lock);
+	memcpy(h->hex, hex, sizeof(hex));
+	h->bytes = bytes;
+	h->err = err;
+	h->r = r;
+	h->done = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	push_hash_unref(h);
 	return NULL;
 }
 
-static int push_hash_wait(struct push_hash *h, struct err *e)
+static int push_hash_start(struct push_hash **out, const char *path, const char *cache_dir,
+			   struct err *e)
 {
-	if (h->started) {
-		pthread_join(h->thread, NULL);
-		h->started = false;
-		if (h->r)
-			err_set(e, h->r, "%s", h->err.msg);
+	struct push_hash *h = xcalloc(1, sizeof(*h));
+	pthread_attr_t attr;
+	int r = 0;
+
+	h->path = xstrdup(path);
+	h->cache_dir = cache_dir ? xstrdup(cache_dir) : NULL;
+	h->refs = 2;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&h->thread, &attr, push_hash_run, h)) {
+		r = err_set(e, ERR_IO, "cannot start a thread to hash %s", path);
+		h->refs = 1;
+		push_hash_unref(h);
+		h = NULL;
 	}
-	return h->r;
+	pthread_attr_destroy(&attr);
+	*out = h;
+	return r;
+}
+
+/* The hash, once it is done; ERR_CANCELLED (within 100 ms) when `cancel`
+ * is set first. */
+static int push_hash_wait(struct push_hash *h, struct cancel *cancel, struct err *e)
+{
+	int r;
+
+	pthread_mutex_lock(&h->lock);
+	while (!h->done && !cancel_is_set(cancel)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += CLOCK_CANCEL_POLL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+	}
+	if (!h->done)
+		r = err_set(e, ERR_CANCELLED, "hashing %s was cancelled", h->path);
+	else if (h->r)
+		r = err_set(e, h->r, "%s", h->err.msg);
+	else
+		r = 0;
+	pthread_mutex_unlock(&h->lock);
+	return r;
 }
 
 /* One look at the job folder: the mark of the archive dataset/ came from,
@@ -167,7 +243,7 @@ int remote_push(struct remote *rm, const char *job, const char *archive,
 {
 	static const struct remote_push_opts none;
 	char *jr = remote_job_root(rm, job), *mark = NULL;
-	struct push_hash hash = { .path = archive };
+	struct push_hash *hash = NULL;
 	struct buf out = BUF_INIT;
 	uint64_t have = 0, size;
 	struct stat st;
@@ -175,7 +251,6 @@ int remote_push(struct remote *rm, const char *job, const char *archive,
 
 	if (!o)
 		o = &none;
-	hash.cache_dir = o->cache_dir;
 	memset(res, 0, sizeof(*res));
 	r = remote_job_check(job, e);
 	if (!r)
@@ -187,16 +262,13 @@ int remote_push(struct remote *rm, const char *job, const char *archive,
 		goto out;
 	}
 	size = (uint64_t)st.st_size;
-	if (pthread_create(&hash.thread, NULL, push_hash_run, &hash)) {
-		r = err_set(e, ERR_IO, "cannot start a thread to hash %s", archive);
-		goto out;
-	}
-	hash.started = true;
-	r = push_look(rm, jr, o->cancel, &mark, &have, &out, e);
+	r = push_hash_start(&hash, archive, o->cache_dir, e);
+	if (!r)
+		r = push_look(rm, jr, o->cancel, &mark, &have, &out, e);
 	if (!r && *mark) {
 		/* Already there and extracted from this very archive. */
-		r = push_hash_wait(&hash, e);
-		if (!r && !strcmp(mark, hash.hex))
+		r = push_hash_wait(hash, o->cancel, e);
+		if (!r && !strcmp(mark, hash->hex))
 			res->already = true;
 	}
 	if (r || res->already)
@@ -215,27 +287,29 @@ int remote_push(struct remote *rm, const char *job, const char *archive,
 		r = push_send(rm, jr, archive, from, size, pg, o->cancel, e);
 		if (!r) {
 			res->sent += size - from;
-			r = push_hash_wait(&hash, e);
+			r = push_hash_wait(hash, o->cancel, e);
 		}
 		if (!r)
-			r = push_finish(rm, jr, hash.hex, o->cancel, got, e);
+			r = push_finish(rm, jr, hash->hex, o->cancel, got, e);
 		if (r || !got[0])
 			break;
 		if (attempt >= 1) {
 			r = err_set(e, ERR_CORRUPT, "the upload arrives damaged: SHA-256 %s on the "
-				    "target, %s here", got, hash.hex);
+				    "target, %s here", got, hash->hex);
 			break;
 		}
 		log_warn("the file on the target does not match (SHA-256 %.12s…, not %.12s…); "
-			 "sending it again", got, hash.hex);
+			 "sending it again", got, hash->hex);
 		res->resends++;
 		have = 0;
 	}
 out:
-	if (!push_hash_wait(&hash, NULL) && !r) {
-		memcpy(res->sha256, hash.hex, sizeof(res->sha256));
-		res->bytes = hash.bytes;
+	if (!r && hash && !push_hash_wait(hash, NULL, NULL)) {
+		memcpy(res->sha256, hash->hex, sizeof(res->sha256));
+		res->bytes = hash->bytes;
 	}
+	if (hash)
+		push_hash_unref(hash);
 	free(jr);
 	buf_release(&out);
 	return r;
