@@ -1,4 +1,4 @@
-/* Unit tests for src/jobs: the states and their moves, the job spec. */
+/* Unit tests for src/jobs: the states and their moves, the job spec, budgets. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "jobs/budget.h"
 #include "jobs/job.h"
 #include "jobs/state.h"
 
@@ -172,6 +173,40 @@ static void test_ids(void **state)
 	assert_string_equal(label, "ferry-20261207-061500-3fa9c2d1");
 }
 
+static void test_budget(void **state)
+{
+	struct queue_instance v[3] = {
+		{ .dph = 1.2, .created_at = 1000, .destroyed_at = 4600 },  /* one hour */
+		{ .dph = 0.6, .created_at = 5000 },                        /* alive */
+		{ .dph = 9.0 },                                            /* intent only */
+	};
+	struct job_budget b = { .max_usd = 2.0 };
+	char why[256];
+
+	assert_true(job_cost_usd(v, 3, 5000) == 1.2);
+	assert_true(job_cost_usd(v, 3, 5000 + 1800) > 1.49 && job_cost_usd(v, 3, 6800) < 1.51);
+	assert_true(job_cost_rate(v, 3) == 0.6);
+	b.spent_usd = job_cost_usd(v, 3, 6800);
+	b.dph = job_cost_rate(v, 3);
+	/* $1.50 + 5 minutes at $0.60/h is under $2. */
+	assert_false(job_budget_exceeded(&b, why, sizeof(why)));
+	b.spent_usd = 1.96;
+	assert_true(job_budget_exceeded(&b, why, sizeof(why)));
+	assert_non_null(strstr(why, "$2.00 limit"));
+	b = (struct job_budget){ .max_hours = 1, .elapsed_s = 3000 };
+	assert_false(job_budget_exceeded(&b, why, sizeof(why)));
+	b.elapsed_s = 3400;
+	assert_true(job_budget_exceeded(&b, why, sizeof(why)));
+	assert_non_null(strstr(why, "1.00 h limit"));
+	/* No limits: never. */
+	b = (struct job_budget){ .spent_usd = 1e6, .elapsed_s = 1e9 };
+	assert_false(job_budget_exceeded(&b, why, sizeof(why)));
+	assert_true(job_budget_allows(&b, 1e6, 1e6));
+	b = (struct job_budget){ .max_usd = 5, .spent_usd = 1 };
+	assert_true(job_budget_allows(&b, 3.9, 0));
+	assert_false(job_budget_allows(&b, 4.1, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +214,7 @@ int main(void)
 		cmocka_unit_test(test_state_moves),
 		cmocka_unit_test(test_spec),
 		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
