@@ -1,5 +1,5 @@
 # Thin wrapper around CMake/CTest. Every target installs what is missing first.
-.PHONY: all deps build test asan test-asan fuzz bench demo clean
+.PHONY: all deps build test asan test-asan fuzz bench demo install uninstall clean
 
 all: build
 
@@ -32,6 +32,16 @@ bench: build
 
 demo: build
 	@scripts/demo.sh
+
+# `make install PREFIX=$HOME/.local` puts ferry on a PATH of your own.
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 build/ferry $(DESTDIR)$(PREFIX)/bin/ferry
+	install -m 0644 docs/ferry.1 $(DESTDIR)$(PREFIX)/share/man/man1/ferry.1
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/ferry $(DESTDIR)$(PREFIX)/share/man/man1/ferry.1
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -32,6 +32,12 @@ while [ $i -le $n ]; do
 	head -c 20000 /dev/zero >output/m/ck_$i.bin
 	sleep 0.3
 	head -c 20000 /dev/zero >>output/m/ck_$i.bin
+	# Halfway, hold until the test has looked at a running job, so a
+	# slow machine cannot let training end before status is asked.
+	if [ $i -eq $((n / 2)) ] && [ -n "$HOLD" ]; then
+		w=0
+		while [ ! -e release ] && [ $w -lt 600 ]; do sleep 0.1; w=$((w + 1)); done
+	fi
 	i=$((i + 1))
 done
 printf '\n' >&2
@@ -76,7 +82,7 @@ suite() {
 
 	# --- launch, status, logs, pull ---
 	printf 'HF_TOKEN=hf_supersecret_123\n' >envfile
-	t_ok "$name: launch" env STEPS=10 "$FERRY" remote launch --target "$target" --job "$hostile" --env-file envfile --heartbeat 1 -- sh -c 'STEPS=10 exec sh "$0" 0' "$tmpdir/trainer.sh"
+	t_ok "$name: launch" env STEPS=10 "$FERRY" remote launch --target "$target" --job "$hostile" --env-file envfile --heartbeat 1 -- sh -c 'STEPS=10 HOLD=1 exec sh "$0" 0' "$tmpdir/trainer.sh"
 	t_match "$name: started" "$(cat "$T_OUT")" "^started"
 	t_ok "$name: launch again" "$FERRY" remote launch --target "$target" --job "$hostile" -- true
 	t_match "$name: starts nothing" "$(cat "$T_OUT")" "already running"
@@ -89,6 +95,7 @@ suite() {
 	fi
 	t_ok "$name: pull during training" "$FERRY" remote pull --target "$target" --job "$hostile" -o pulled --json
 	t_ne "$name: some outputs still being written" "$(pyq "$T_OUT" 'd["fetched"] + d["incomplete"]')" "0"
+	touch "$jr/release"
 	sleep 3
 	t_ok "$name: logs -f follows to the end" "$FERRY" remote logs --target "$target" --job "$hostile" -f
 	t_match "$name: the bar as it finally stood" "$(cat "$T_OUT")" "job: step 10/10"
