@@ -1,5 +1,5 @@
 /* A job's folder on a target, and the few things every step does in it
- * (docs/remote.md). The layout (ARCHITECTURE.md):
+ * (docs/remote.md). The layout (docs/design.md):
  *   ROOT/JOB/ dataset.tar.part dataset/ config.json env run.sh train.log
  *             state/{pid,exit,heartbeat,started} output/...
  * The steps are ready.h (wait), push.h, launch.h, watch.h (status, logs)
