@@ -83,7 +83,7 @@ title "List instances"
 must ferry instances
 
 title "Destroy it, by the label it was rented with, and confirm it is gone"
-must ferry destroy --label ferry-demo
+must ferry destroy --label demo
 
 title "The simulator's ledger: what was rented, billed and destroyed"
 show curl -s "$url/sim/ledger"

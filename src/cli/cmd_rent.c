@@ -59,29 +59,18 @@ const char cmd_instances_usage[] =
 	"usage: ferry instances [--label L] [--json]\n"
 	"\n"
 	"List your Vast.ai instances (every page of the v1 list).\n"
-	"  --label L   only instances with this label\n"
+	"  --label L   only instances with this label ('ferry-' put in front when\n"
+	"              missing, as rent does)\n"
 	"  --json      print JSON\n";
 
 const char cmd_destroy_usage[] =
 	"usage: ferry destroy ID... [--json]\n"
 	"       ferry destroy --label L [--json]\n"
 	"\n"
-	"Destroy instances and confirm each is gone (an instance that was already\n"
-	"gone counts as destroyed). Exit 1 when any is still there.\n";
-
-static char *rent_default_label(void)
-{
-	unsigned int rnd = 0;
-	time_t now = time(NULL);
-	struct tm tm;
-	char ts[32];
-
-	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-		rnd = (unsigned int)now;
-	gmtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%Y%m%d-%H%M%S", &tm);
-	return xasprintf("ferry-%s-%04x", ts, rnd & 0xffff);
-}
+	"Destroy instances and confirm each is gone. --label L finds what\n"
+	"`ferry rent --label L` made ('ferry-' is put in front when missing).\n"
+	"Exit 1 when any is still there, when an ID names no instance of this\n"
+	"account, or when no instance has the label.\n";
 
 static int rent_add_env(json_t *env, const char *arg)
 {
@@ -265,14 +254,11 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 			}
 			break;
 		case O_LABEL:
-			if (!str_utf8_valid(optarg, strlen(optarg)) || str_has_ctrl(optarg)) {
-				status = cli_usage("rent", "--label must be UTF-8 text without control "
-						   "characters");
+			free(label);
+			if (vast_label(optarg, &label, &e)) {
+				status = cli_usage("rent", "--label: %s", e.msg);
 				goto out;
 			}
-			free(label);
-			label = str_starts_with(optarg, "ferry-") ? xstrdup(optarg)
-								  : xasprintf("ferry-%s", optarg);
 			break;
 		case O_ENV:
 			status = rent_add_env(env, optarg);
@@ -321,12 +307,8 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 		status = EXIT_USAGE;
 		goto out;
 	}
-	if (strlen(label ? label : "") > 256) {
-		status = cli_usage("rent", "--label is longer than Vast's 256 characters");
-		goto out;
-	}
 	if (!label)
-		label = rent_default_label();
+		label = vast_label_new();
 	ro.label = label;
 	ro.env = env;
 	if (!nokey) {
@@ -427,7 +409,7 @@ int cmd_instances(struct cli *cli, int argc, char **argv)
 	};
 	struct vast_client *c = NULL;
 	struct vast_instance *v = NULL;
-	const char *label = NULL;
+	char *label = NULL;
 	bool json = false;
 	struct err e = { 0 };
 	size_t n = 0;
@@ -435,14 +417,22 @@ int cmd_instances(struct cli *cli, int argc, char **argv)
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
-		case O_LABEL: label = optarg; break;
+		case O_LABEL:
+			free(label);
+			if (vast_label(optarg, &label, &e)) {
+				status = cli_usage("instances", "--label: %s", e.msg);
+				goto out;
+			}
+			break;
 		case O_JSON: json = true; break;
-		case 'h': fputs(cmd_instances_usage, stdout); return EXIT_OK;
-		default: return cli_usage("instances", "unknown option");
+		case 'h': fputs(cmd_instances_usage, stdout); goto out;
+		default: status = cli_usage("instances", "unknown option"); goto out;
 		}
 	}
-	if (optind < argc)
-		return cli_usage("instances", "unexpected argument '%s'", argv[optind]);
+	if (optind < argc) {
+		status = cli_usage("instances", "unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
 	if (vast_client_from_config(&c, cli->cfg, true, &e) ||
 	    vast_list_instances(c, label, &v, &n, &e)) {
 		status = cli_fail(&e);
@@ -481,6 +471,7 @@ int cmd_instances(struct cli *cli, int argc, char **argv)
 out:
 	vast_instances_free(v, n);
 	vast_client_free(c);
+	free(label);
 	return status;
 }
 
@@ -497,7 +488,7 @@ int cmd_destroy(struct cli *cli, int argc, char **argv)
 	struct vast_instance *v = NULL;
 	long long *ids = NULL;
 	size_t n = 0, nids = 0;
-	const char *label = NULL;
+	char *label = NULL;
 	json_t *results = json_array();
 	bool json = false;
 	struct err e = { 0 };
@@ -505,7 +496,13 @@ int cmd_destroy(struct cli *cli, int argc, char **argv)
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
-		case O_LABEL: label = optarg; break;
+		case O_LABEL:
+			free(label);
+			if (vast_label(optarg, &label, &e)) {
+				status = cli_usage("destroy", "--label: %s", e.msg);
+				goto out;
+			}
+			break;
 		case O_JSON: json = true; break;
 		case 'h': fputs(cmd_destroy_usage, stdout); goto out;
 		default: status = cli_usage("destroy", "unknown option"); goto out;
@@ -538,12 +535,16 @@ int cmd_destroy(struct cli *cli, int argc, char **argv)
 		ids = xcalloc(n + 1, sizeof(*ids));
 		for (size_t i = 0; i < n; i++)
 			ids[nids++] = v[i].id;
-		if (!nids)
+		if (!nids) {
 			fprintf(stderr, "ferry: no instance is labelled %s\n", label);
+			status = EXIT_FAILED;
+		}
 	}
 	for (size_t i = 0; i < nids; i++) {
 		struct err de = { 0 };
-		int r = vast_destroy_confirm(c, ids[i], &de);
+		/* A listed one was there a moment ago; a named one may be a typo. */
+		int r = label ? vast_destroy_confirm(c, ids[i], &de)
+			      : vast_destroy_named(c, ids[i], &de);
 
 		if (r) {
 			log_fprintf(stderr, "ferry: %s\n", de.msg);
@@ -562,5 +563,6 @@ out:
 	vast_instances_free(v, n);
 	vast_client_free(c);
 	free(ids);
+	free(label);
 	return status;
 }

@@ -369,14 +369,14 @@ int vast_list_instances(struct vast_client *c, const char *label, struct vast_in
 		vast_param(&path, "order_by", v);
 		json_decref(v);
 		if (label) {
-			v = json_pack("{s:{s:s}}", "label", "eq", label);
+			/* The official client's form; Vast's own filter is "in". */
+			v = json_pack("{s:{s:[s]}}", "label", "in", label);
 			vast_param(&path, "select_filters", v);
 			json_decref(v);
 		}
 		/* The token goes back as it came, not as a JSON string: the
 		 * official client JSON-encodes only values that are not strings,
-		 * and a quoted token is not the one the server gave (fix found
-		 * by tests/unit/test_vast_client.c). */
+		 * and a quoted token is not the one the server gave. */
 		if (token)
 			vast_param_text(&path, "after_token", token);
 		r = vast_call(c, "GET", path.data, NULL, true, &a, NULL, e);
@@ -464,6 +464,21 @@ int vast_destroy_confirm(struct vast_client *c, long long id, struct err *e)
 		       "instance %lld is still there after %d looks; it may still be billing: "
 		       "destroy it with `ferry destroy %lld` or in the Vast.ai console",
 		       id, VAST_GONE_LOOKS, id);
+}
+
+int vast_destroy_named(struct vast_client *c, long long id, struct err *e)
+{
+	struct vast_instance in;
+	int r = vast_show_instance(c, id, &in, e);
+
+	vast_instance_release(&in);
+	if (r == ERR_NOTFOUND)
+		return err_set(e, ERR_NOTFOUND,
+			       "there is no instance %lld on this account (destroyed before, "
+			       "or never rented by it)", id);
+	if (r)
+		return r;
+	return vast_destroy_confirm(c, id, e);
 }
 
 int vast_set_label(struct vast_client *c, long long id, const char *label, struct err *e)

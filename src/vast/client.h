@@ -62,6 +62,10 @@ int vast_list_instances(struct vast_client *c, const char *label, struct vast_in
 int vast_destroy_instance(struct vast_client *c, long long id, bool *was_gone, struct err *e);
 /* Destroy, then look until the instance is gone; ERR_FAIL when it stays. */
 int vast_destroy_confirm(struct vast_client *c, long long id, struct err *e);
+/* Destroy an instance a person named, and confirm it is gone: unlike
+ * vast_destroy_confirm, one that is not there to begin with is
+ * ERR_NOTFOUND, since a wrong id must not read as "destroyed". */
+int vast_destroy_named(struct vast_client *c, long long id, struct err *e);
 int vast_set_label(struct vast_client *c, long long id, const char *label, struct err *e);
 int vast_ssh_keys(struct vast_client *c, struct vast_ssh_key **out, size_t *n, struct err *e);
 /* Register `pubkey` on the account unless it is there already; *key_id

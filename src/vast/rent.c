@@ -3,11 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/http.h"
 #include "common/json_util.h"
 #include "common/log.h"
+#include "common/str.h"
 #include "common/xalloc.h"
 
 json_t *vast_rent_body(const struct vast_rent_opts *o, double price)
@@ -38,6 +41,37 @@ json_t *vast_rent_body(const struct vast_rent_opts *o, double price)
 }
 
 /* Whether a create error says someone else took the offer. */
+int vast_label(const char *name, char **out, struct err *e)
+{
+	char *label;
+
+	*out = NULL;
+	if (!str_utf8_valid(name, strlen(name)) || str_has_ctrl(name))
+		return err_set(e, ERR_USAGE, "the label must be UTF-8 text without control characters");
+	label = str_starts_with(name, "ferry-") ? xstrdup(name) : xasprintf("ferry-%s", name);
+	if (strlen(label) > 256) {
+		free(label);
+		return err_set(e, ERR_USAGE, "the label is longer than Vast's 256 characters "
+			       "(with ferry- in front)");
+	}
+	*out = label;
+	return 0;
+}
+
+char *vast_label_new(void)
+{
+	unsigned int rnd = 0;
+	time_t now = time(NULL);
+	struct tm tm;
+	char ts[32];
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (unsigned int)now;
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y%m%d-%H%M%S", &tm);
+	return xasprintf("ferry-%s-%04x", ts, rnd & 0xffff);
+}
+
 static bool rent_offer_taken(long status, const json_t *answer)
 {
 	const char *code = vast_error_code(answer);

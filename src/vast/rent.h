@@ -39,6 +39,14 @@ struct vast_rent_result {
 	int destroyed;             /* stray instances destroyed on the way */
 };
 
+/* NAME as a ferry label: "ferry-" put in front when missing, so that the
+ * name a person rents with also finds and destroys what it made. UTF-8
+ * without control characters, at most 256 bytes (Vast's limit). *out is
+ * the caller's. */
+int vast_label(const char *name, char **out, struct err *e);
+/* A label of its own for a rent given none: ferry-YYYYmmdd-HHMMSS-xxxx. */
+char *vast_label_new(void);
+
 /* The body of PUT /asks/{id}/ for these options (and the bid price, when
  * interruptible). The caller owns it. */
 json_t *vast_rent_body(const struct vast_rent_opts *o, double price);

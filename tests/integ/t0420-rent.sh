@@ -87,7 +87,11 @@ t_ok "destroy" "$FERRY" destroy "$id1"
 t_match "confirmed" "$(cat "$T_OUT")" "destroyed $id1"
 t_eq "ledger: nothing live" "$(ledger 'd["live"]')" "0"
 t_eq "ledger: billed" "$(ledger 'd["instances"][0]["billed_usd"] > 0')" "True"
-t_ok "destroying again is fine" "$FERRY" destroy "$id1"
+t_fails "destroying it again is an error" 1 "$FERRY" destroy "$id1"
+t_match "saying there is no such instance" "$(cat "$T_ERR")" "no instance $id1 on this account"
+t_not_match "never 'destroyed'" "$(cat "$T_OUT")" "destroyed"
+t_fails "an id never rented" 1 "$FERRY" destroy 987654321
+t_match "is named" "$(cat "$T_ERR")" "no instance 987654321"
 
 t_ok "rent --best" "$FERRY" rent --best 'gpu_ram>=24' -o dph_total --json
 id2=$(pyq "$T_OUT" 'd["instance_id"]')
@@ -119,6 +123,17 @@ t_match "the trace shows the create body" "$(cat "$T_ERR")" "> body .*\"label\":
 t_not_match "no env value in it" "$(cat "$T_ERR")" "hunter2pw|abc.{0,3}def.{0,3}ghijk"
 t_not_match "nor the instance's own key" "$(cat "$T_ERR")" "instance_api_key\":\"[0-9a-f]{8}"
 t_ok "destroy --label ferry-traced" "$FERRY" destroy --label ferry-traced
+
+# The name given to rent finds what it made, with or without the prefix.
+t_ok "rent --label myjob" "$FERRY" rent "$(offer 5)" --label myjob --json
+id6=$(pyq "$T_OUT" 'd["instance_id"]')
+t_ok "instances --label myjob" "$FERRY" instances --label myjob --json
+t_eq "finds it" "$(pyq "$T_OUT" '[i["id"] for i in d]')" "[$id6]"
+t_ok "destroy --label myjob" "$FERRY" destroy --label myjob
+t_match "destroys it" "$(cat "$T_OUT")" "destroyed $id6"
+t_eq "ledger: nothing live" "$(ledger 'd["live"]')" "0"
+t_fails "destroy --label with nothing labelled so" 1 "$FERRY" destroy --label myjob
+t_match "says so" "$(cat "$T_ERR")" "no instance is labelled ferry-myjob"
 
 t_fails "one rent per label at a time" 1 flock "$XDG_STATE_HOME/ferry/locks/rent-ferry-busy" "$FERRY" rent "$(offer 4)" --label busy
 t_match "says another ferry is at it" "$(cat "$T_ERR")" "another ferry is renting label ferry-busy"

@@ -21,6 +21,7 @@
 #include "common/xalloc.h"
 #include "testutil.h"
 #include "vast/client.h"
+#include "vast/rent.h"
 
 #define KEY "vk-test-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 #define TRIES 4
@@ -642,7 +643,7 @@ static void test_list_pages(void **state)
 		assert_string_equal(tu_http_header(r, "Authorization"), "Bearer " KEY);
 		assert_query_json(i, "limit", "25");
 		assert_query_json(i, "order_by", "[{\"col\":\"id\",\"dir\":\"asc\"}]");
-		assert_query_json(i, "select_filters", "{\"label\":{\"eq\":\"job-7\"}}");
+		assert_query_json(i, "select_filters", "{\"label\":{\"in\":[\"job-7\"]}}");
 	}
 	assert_null(tu_http_query(tu_http_req(srv, 0), "after_token"));
 	t = tu_http_query(tu_http_req(srv, 1), "after_token");
@@ -728,6 +729,37 @@ static void test_destroy(void **state)
 	assert_string_equal(tu_http_req(srv, 5)->method, "DELETE");
 	assert_string_equal(tu_http_req(srv, 6)->method, "GET");
 	assert_string_equal(tu_http_req(srv, 6)->target, "/api/v0/instances/31/?owner=me");
+}
+
+/* The one label rule rent, instances and destroy share. */
+static void test_label_rule(void **state)
+{
+	char big[300], *l = NULL;
+	struct err e = { 0 };
+
+	(void)state;
+	assert_int_equal(vast_label("myjob", &l, &e), 0);
+	assert_string_equal(l, "ferry-myjob");
+	free(l);
+	assert_int_equal(vast_label("ferry-myjob", &l, &e), 0);
+	assert_string_equal(l, "ferry-myjob");
+	free(l);
+	assert_int_equal(vast_label("a\tb", &l, &e), ERR_USAGE);
+	assert_null(l);
+	assert_non_null(strstr(e.msg, "control characters"));
+	assert_int_equal(vast_label("x\xff", &l, &e), ERR_USAGE);
+	memset(big, 'a', 251);
+	big[251] = '\0';
+	assert_int_equal(vast_label(big, &l, &e), ERR_USAGE); /* 6 + 251 > 256 */
+	assert_non_null(strstr(e.msg, "256"));
+	big[250] = '\0';
+	assert_int_equal(vast_label(big, &l, &e), 0);
+	assert_int_equal((int)strlen(l), 256);
+	free(l);
+	l = vast_label_new();
+	assert_int_equal((int)strlen(l), (int)strlen("ferry-20261207-120000-abcd"));
+	assert_true(strncmp(l, "ferry-20", 8) == 0 && l[14] == '-' && l[21] == '-');
+	free(l);
 }
 
 static void test_label_and_attach(void **state)
@@ -850,6 +882,7 @@ int main(void)
 		T(test_list_pages),
 		T(test_list_all_and_error),
 		T(test_destroy),
+		T(test_label_rule),
 		T(test_label_and_attach),
 		T(test_ssh_keys),
 		T(test_trace_hides_key),
