@@ -194,7 +194,9 @@ static int offers_job(struct offers_args *a, struct vast_workload *wl, struct er
 
 static void offers_table_head(bool rank)
 {
-	printf("%-10s %-18s %6s %7s %7s %7s %6s %11s  %-18s", "ID", "GPU", "VRAM", "$/h",
+	/* VRAM in GB of 1000 MB and the reliability field: the units and
+	 * fields a query (gpu_ram>=24, reliability>0.98) filters on. */
+	printf("%-10s %-18s %8s %7s %7s %7s %6s %11s  %-18s", "ID", "GPU", "VRAM(GB)", "$/h",
 	       "DLPerf", "DLP/$", "Rel", "Mb/s dn/up", "Location");
 	if (rank)
 		printf(" %7s %7s %8s", "s/step", "hours", "job $");
@@ -207,7 +209,7 @@ static void offers_table_row(const struct vast_offer *o, const struct vast_estim
 
 	snprintf(gpu, sizeof(gpu), "%dx %s", o->num_gpus, o->gpu_name ? o->gpu_name : "?");
 	snprintf(net, sizeof(net), "%.0f/%.0f", o->inet_down, o->inet_up);
-	printf("%-10lld %-18.18s %5.0fG %7.3f %7.1f %7.1f %6.3f %11s  %-18.18s", o->id, gpu,
+	printf("%-10lld %-18.18s %8.1f %7.3f %7.1f %7.1f %6.3f %11s  %-18.18s", o->id, gpu,
 	       o->gpu_ram / 1000.0, o->dph_total, o->dlperf, o->dlperf_per_dphtotal,
 	       o->reliability, net, o->geolocation ? o->geolocation : "");
 	if (est)

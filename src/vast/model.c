@@ -210,8 +210,10 @@ int vast_offer_read(const json_t *obj, struct vast_offer *out, struct err *e)
 	o.min_bid = get_num(obj, "min_bid");
 	o.inet_down = get_num(obj, "inet_down");
 	o.inet_up = get_num(obj, "inet_up");
-	if (!vm_num(json_object_get(obj, "reliability2"), &o.reliability))
-		o.reliability = get_num(obj, "reliability");
+	/* The field a `reliability>=X` filter reads, so the table and the
+	 * filter agree; reliability2 only when it is missing. */
+	if (!vm_num(json_object_get(obj, "reliability"), &o.reliability))
+		o.reliability = get_num(obj, "reliability2");
 	o.dlperf = get_num(obj, "dlperf");
 	o.dlperf_per_dphtotal = get_num(obj, "dlperf_per_dphtotal");
 	o.total_flops = get_num(obj, "total_flops");

@@ -42,7 +42,7 @@ struct vast_offer {
 	double min_bid;          /* $/hr, interruptible floor */
 	double inet_down;        /* Mb/s */
 	double inet_up;          /* Mb/s */
-	double reliability;      /* reliability2 when present, else reliability */
+	double reliability;      /* reliability (what the filter reads), else reliability2 */
 	double dlperf;
 	double dlperf_per_dphtotal;
 	double total_flops;

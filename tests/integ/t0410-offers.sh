@@ -44,7 +44,15 @@ t_eq "no verified, external or rentable" "$(pyq "$T_OUT" '[k for k in ("verified
 
 # --- searching ----------------------------------------------------------------
 t_ok "a plain search" "$FERRY" offers
-t_match "prints a table" "$(head -1 "$T_OUT")" "^ID +GPU +VRAM +\\\$/h +DLPerf"
+t_match "prints a table" "$(head -1 "$T_OUT")" "^ID +GPU +VRAM\\(GB\\) +\\\$/h +DLPerf"
+cp "$T_OUT" table.txt
+t_ok "the same search as JSON" "$FERRY" offers --json
+# The table speaks the filter's units and fields: GB of 1000 MB, one
+# decimal (a 24564 MB card is 24.6, not 25, so gpu_ram>=25 drops it), and
+# the reliability field a reliability filter reads.
+t_eq "VRAM and reliability as the filter reads them" \
+	"$(sed -n 2p table.txt | python3 -c 'import sys; l = sys.stdin.read(); print(l[0:10].strip(), l[30:38].strip(), l[63:69].strip())')" \
+	"$(pyq "$T_OUT" '"%d %.1f %.3f" % (d["offers"][0]["id"], d["offers"][0]["gpu_ram"] / 1000, d["offers"][0]["reliability"])')"
 t_ok "search --json for RTX 4090s" "$FERRY" offers --json gpu_name=RTX_4090
 cp "$T_OUT" a.json
 t_ne "some offers" "$(pyq a.json 'len(d["offers"])')" "0"

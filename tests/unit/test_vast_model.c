@@ -207,24 +207,29 @@ static void test_offer_quirks(void **state)
 	assert_false(o.verified);
 	assert_null(o.gpu_name);
 	assert_null(o.driver_version);
-	/* reliability2 null: fall back to reliability. */
 	assert_float_equal(o.reliability, 0.99, 1e-12);
 	assert_float_equal(o.inet_up, 0.0, 0.0);
 	assert_null(o.geolocation);
 	assert_false(o.external);
 	vast_offer_release(&o);
 
-	/* reliability2 wins when present; a real id truncates; all else missing. */
+	/* reliability, the field a filter reads, wins over reliability2; a real
+	 * id truncates; all else missing. */
 	read_offer("{\"id\":9.0,\"reliability\":0.5,\"reliability2\":\"0.8\",\"num_gpus\":-3,"
 		   "\"public_ipaddr\":\"  1.2.3.4\\n\",\"verification\":\"unverified\"}", &o);
 	assert_int_equal(o.id, 9);
-	assert_float_equal(o.reliability, 0.8, 1e-12);
+	assert_float_equal(o.reliability, 0.5, 1e-12);
 	assert_int_equal(o.num_gpus, 0);
 	assert_string_equal(o.public_ipaddr, "1.2.3.4");
 	assert_false(o.verified);
 	assert_false(o.rentable);
 	assert_null(o.gpu_name);
 	assert_float_equal(o.dph_total, 0.0, 0.0);
+	vast_offer_release(&o);
+
+	/* No reliability: reliability2 stands in. */
+	read_offer("{\"id\":10,\"reliability2\":0.7}", &o);
+	assert_float_equal(o.reliability, 0.7, 1e-12);
 	vast_offer_release(&o);
 }
 
