@@ -39,9 +39,11 @@ const struct sim_field sim_offer_fields[] = {
 	{ "dlperf_per_dphtotal", NULL, N, SIM_FG_PLAIN },
 	{ "dph_base", NULL, N, SIM_FG_PLAIN },
 	{ "dph_total", NULL, N, SIM_FG_PLAIN },
+	{ "driver_vers", NULL, N, SIM_FG_DRIVER },
 	{ "driver_version", NULL, N, SIM_FG_DRIVER },
 	{ "duration", NULL, N, SIM_FG_PLAIN },
 	{ "end_date", NULL, N, SIM_FG_PLAIN },
+	{ "expected_reliability", NULL, N, SIM_FG_PLAIN },
 	{ "external", NULL, B, SIM_FG_PLAIN },
 	{ "flops_per_dphtotal", NULL, N, SIM_FG_PLAIN },
 	{ "geolocation", NULL, S, SIM_FG_GEO },
@@ -56,6 +58,7 @@ const struct sim_field sim_offer_fields[] = {
 	{ "gpu_ram", NULL, N, SIM_FG_PLAIN },
 	{ "gpu_total_ram", NULL, N, SIM_FG_PLAIN },
 	{ "has_avx", NULL, B, SIM_FG_PLAIN },
+	{ "is_bid", NULL, B, SIM_FG_PLAIN },
 	{ "host_id", NULL, N, SIM_FG_PLAIN },
 	{ "hosting_type", NULL, N, SIM_FG_PLAIN },
 	{ "id", NULL, N, SIM_FG_PLAIN },
@@ -453,10 +456,13 @@ int sim_filter_new(const json_t *q, const struct sim_field *fields, const char *
 			r = err_set(e, ERR_USAGE, "%.100s is not a valid search key", key);
 			goto out;
 		}
+		/* A bare value is an eq, a bare list an in: the vastai CLI
+		 * sends `"rentable": true` as well as {"eq": true}. */
 		if (!json_is_object(ops)) {
-			r = err_set(e, ERR_USAGE,
-				    "%s: a filter is an object of operators, such as {\"eq\": value}", key);
-			goto out;
+			r = sim_filter_add(flt, f, json_is_array(ops) ? "in" : "eq", ops, e);
+			if (r)
+				goto out;
+			continue;
 		}
 		json_object_foreach(ops, opname, v) {
 			r = sim_filter_add(flt, f, opname, v, e);

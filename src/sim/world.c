@@ -347,8 +347,13 @@ static double sim_num(const json_t *obj, const char *key, double dflt)
 	return sim_json_num(json_object_get(obj, key), &d) ? d : dflt;
 }
 
+/* Keys that steer a search rather than filter it. The official vastai CLI
+ * sends disable_bundling, target_reliability and extra_ids too; Vast
+ * takes them (bundling and the reliability target shape its own ranking,
+ * extra_ids asks for offers by id), so the sim accepts them unfiltered. */
 static const char *const sim_bundle_controls[] = { "order", "limit", "type", "allocated_storage",
-						   NULL };
+						   "disable_bundling", "target_reliability",
+						   "extra_ids", NULL };
 
 void sim_world_bundles(struct sim_world *w, const json_t *query, double now, struct sim_answer *a)
 {

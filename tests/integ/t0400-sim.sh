@@ -131,6 +131,15 @@ api POST /api/v0/bundles/ '{"cluster_id":{"eq":null},"limit":1000}' ''
 t_eq "eq null" "$(b 'len(d["offers"])')" 300
 api PUT /api/v0/search/asks/ '{"select_cols":["*"],"q":{"num_gpus":{"eq":"1"},"gpu_name":{"in":["RTX 4090","RTX 3090"]},"dph_total":{"lt":"0.5"},"verified":{"eq":true},"external":{"eq":false},"rentable":{"eq":true},"order":[["dph_total","asc"]],"limit":1000}}'
 t_eq "PUT /search/asks/ answers the same offers" "$(b '[o["id"] for o in d["offers"]]')" "$ids_filtered"
+# What the official vastai CLI sends for
+#   vastai search offers 'gpu_ram>=24 reliability>0.98 compute_cap>=800 driver_version>=535.0.0'
+# (its defaults, its controls and bare booleans among them): Vast answers it.
+api POST /api/v0/bundles/ '{"verified":{"eq":true},"external":{"eq":false},"rentable":true,"rented":{"eq":false},"gpu_ram":{"gte":24000.0},"reliability":{"gt":0.98},"compute_cap":{"gte":800},"driver_vers":{"gte":535000000},"expected_reliability":{"gte":0},"is_bid":{"eq":false},"order":[["score","desc"]],"type":"on-demand","allocated_storage":5.0,"disable_bundling":false,"target_reliability":0.98,"extra_ids":[],"limit":1000}' ''
+t_eq "the vastai CLI's own search answers" "$code" 200
+t_ne "with offers" "$(b 'len(d["offers"])')" 0
+t_eq "each matching it" "$(b 'all(o["gpu_ram"] >= 24000 and o["reliability"] > 0.98 and o["compute_cap"] >= 800 and o["driver_vers"] >= 535000000 and o["rentable"] and not o["rented"] for o in d["offers"])')" true
+api POST /api/v0/bundles/ '{"compute_cap":{"gte":800},"limit":1000}' ''
+t_eq "compute_cap >= 800 leaves no P40 or V100 (610, 700)" "$(b 'any(o["compute_cap"] < 800 for o in d["offers"]) or not d["offers"]')" false
 api POST /api/v0/bundles/ '{"gpu_nam":{"eq":"RTX 4090"}}' ''
 t_eq "an unknown field: 400" "$code" 400
 t_eq "invalid_args" "$(b .error)" invalid_args
