@@ -77,32 +77,16 @@ static int rent_add_env(json_t *env, const char *arg)
 	const char *eq = strchr(arg, '=');
 	char *name = eq ? xstrndup(arg, (size_t)(eq - arg)) : xstrdup(arg);
 	const char *value = eq ? eq + 1 : getenv(name);
+	struct err e = { 0 };
 	int status = 0;
 
-	if (!*name) {
+	if (!*name)
 		status = cli_usage("rent", "--env wants K=V or K, not '%s'", arg);
-	} else if (!value) {
+	else if (!value)
 		status = cli_usage("rent", "--env %s: %s is not set in ferry's environment", name,
 				   name);
-	} else if (strlen(name) > 256 || strlen(value) > 256) {
-		status = cli_usage("rent", "--env %s: Vast takes at most 256 characters per name "
-				   "and value", name);
-	} else if (!str_utf8_valid(name, strlen(name)) || !str_utf8_valid(value, strlen(value))) {
-		status = cli_usage("rent", "--env %s: names and values must be UTF-8 text", name);
-	} else {
-		json_t *v = json_string(value);
-		char *quoted = json_dumps(v, JSON_ENCODE_ANY);
-
-		/* Any value may be a credential (a URL with a password, a token
-		 * under an odd name): mask them all, also as JSON spells them. */
-		log_register_secret(value);
-		if (quoted && strlen(quoted) > 2) {
-			quoted[strlen(quoted) - 1] = '\0';
-			log_register_secret(quoted + 1);
-		}
-		free(quoted);
-		json_object_set_new(env, name, v);
-	}
+	else if (vast_rent_env_add(env, name, value, &e))
+		status = cli_usage("rent", "--env %s", e.msg);
 	free(name);
 	return status;
 }
@@ -129,73 +113,6 @@ static void rent_print(const struct vast_rent_result *res, const char *label, bo
 		printf("destroyed %d stray instance(s) on the way\n", res->destroyed);
 	fprintf(stderr, "ferry: it bills until destroyed: `ferry destroy %lld`\n",
 		res->instance_id);
-}
-
-/* Offers for --best, in the server's order. */
-static int rent_search(struct vast_client *c, char **terms, int nterms, const char *order,
-		       bool bid, double disk_gb, long long **ids, double **min_bids, size_t *n,
-		       struct err *e)
-{
-	struct vast_query_opts qo = { .order = order, .type = bid ? "bid" : NULL, .limit = 20,
-				      .storage_gb = disk_gb };
-	struct vast_offer *offers = NULL;
-	json_t *q = NULL, *answer = NULL;
-	size_t no = 0;
-	int r;
-
-	*n = 0;
-	r = vast_query_build((const char *const *)terms, (size_t)nterms, &qo, &q, e);
-	if (!r && !json_object_get(q, "disk_space")) {
-		/* Only machines with room for the disk asked for. */
-		char term[64];
-
-		snprintf(term, sizeof(term), "disk_space>=%g", disk_gb);
-		r = vast_query_parse(term, q, e);
-	}
-	if (!r)
-		r = vast_search_offers(c, q, &answer, e);
-	if (!r)
-		r = vast_offers_read(answer, &offers, &no, e);
-	if (!r && !no)
-		r = err_set(e, ERR_NOTFOUND, "no offer matches the query");
-	if (!r) {
-		*ids = xcalloc(no, sizeof(**ids));
-		*min_bids = xcalloc(no, sizeof(**min_bids));
-		for (size_t i = 0; i < no; i++) {
-			(*ids)[i] = offers[i].id;
-			(*min_bids)[i] = offers[i].min_bid;
-		}
-		*n = no;
-	}
-	vast_offers_free(offers, no);
-	json_decref(q);
-	json_decref(answer);
-	return r;
-}
-
-/* The minimum bid of one offer, for --interruptible without --bid. */
-static int rent_offer_min_bid(struct vast_client *c, long long id, double **min_bids,
-			      struct err *e)
-{
-	struct vast_offer *offers = NULL;
-	json_t *q = json_pack("{s:{s:I}, s:s}", "id", "eq", (json_int_t)id, "type", "bid"),
-	       *answer = NULL;
-	size_t n = 0;
-	int r = vast_search_offers(c, q, &answer, e);
-
-	if (!r)
-		r = vast_offers_read(answer, &offers, &n, e);
-	if (!r && (!n || offers[0].min_bid <= 0))
-		r = err_set(e, ERR_NOTFOUND, "offer %lld %s; give --bid", id,
-			    n ? "has no minimum bid" : "is not on the market");
-	if (!r) {
-		*min_bids = xcalloc(1, sizeof(**min_bids));
-		(*min_bids)[0] = offers[0].min_bid;
-	}
-	vast_offers_free(offers, n);
-	json_decref(q);
-	json_decref(answer);
-	return r;
 }
 
 int cmd_rent(struct cli *cli, int argc, char **argv)
@@ -226,12 +143,12 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 	json_t *env = json_object();
 	long long *ids = NULL;
 	double *min_bids = NULL;
-	char *label = NULL, *pub = NULL, *end;
+	char *label = NULL, *pub = NULL, *lock_dir = NULL, *end;
 	const char *order = NULL;
 	bool best = false, json = false, nokey = false;
 	struct err e = { 0 };
 	size_t nids = 0;
-	int ch, status = EXIT_OK, r, lock_fd = -1;
+	int ch, status = EXIT_OK, r;
 	unsigned long long v;
 
 	while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -320,35 +237,20 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 		}
 		ro.pubkey = pub;
 	}
-	{
-		/* Two ferry processes renting one label would each destroy the
-		 * other's instance as a stray: one at a time. */
-		char *name = xstrdup(label), *lock;
-
-		for (char *p = name; *p; p++)
-			if (*p == '/')
-				*p = '_';
-		lock = xasprintf("%s/locks/rent-%s", config_get(cli->cfg, "state_dir"), name);
-		r = fsx_lock(lock, &lock_fd, &e);
-		free(lock);
-		free(name);
-		if (r == ERR_EXISTS)
-			err_set(&e, r, "another ferry is renting label %s right now", label);
-		if (r) {
-			status = cli_fail(&e);
-			goto out;
-		}
-	}
+	lock_dir = xasprintf("%s/locks", config_get(cli->cfg, "state_dir"));
+	ro.lock_dir = lock_dir;
 	r = vast_client_from_config(&c, cli->cfg, true, &e);
 	if (!r && best) {
-		r = rent_search(c, argv + optind, argc - optind, order, ro.interruptible,
-				ro.disk_gb, &ids, &min_bids, &nids, &e);
+		r = vast_rent_search(c, (const char *const *)argv + optind, (size_t)(argc - optind),
+				     order, &ro, &ids, &min_bids, &nids, &e);
 	} else if (!r) {
 		ids = xcalloc(1, sizeof(*ids));
 		ids[0] = (long long)v;
 		nids = 1;
-		if (ro.interruptible && ro.bid <= 0)
-			r = rent_offer_min_bid(c, ids[0], &min_bids, &e);
+		if (ro.interruptible && ro.bid <= 0) {
+			min_bids = xcalloc(1, sizeof(*min_bids));
+			r = vast_offer_min_bid(c, ids[0], &min_bids[0], &e);
+		}
 	}
 	if (!r)
 		r = vast_rent(c, ids, min_bids, nids, &ro, &res, &e);
@@ -366,8 +268,7 @@ int cmd_rent(struct cli *cli, int argc, char **argv)
 	}
 	rent_print(&res, label, json);
 out:
-	if (lock_fd >= 0)
-		close(lock_fd);
+	free(lock_dir);
 	vast_client_free(c);
 	json_decref(env);
 	buf_release(&onstart);

@@ -5,13 +5,16 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
+#include "common/fsx.h"
 #include "common/http.h"
 #include "common/json_util.h"
 #include "common/log.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "vast/query.h"
 
 json_t *vast_rent_body(const struct vast_rent_opts *o, double price)
 {
@@ -127,7 +130,8 @@ static int rent_list(struct rent_state *st, struct vast_instance **v, size_t *n,
 static int rent_lookup(struct rent_state *st, int tries, struct vast_instance **found,
 		       size_t *n, struct err *e)
 {
-	long wait = st->o->lookup_wait_ms > 0 ? st->o->lookup_wait_ms : 1000;
+	struct backoff wait = { .first_ms = st->o->lookup_wait_ms > 0 ? st->o->lookup_wait_ms : 1000,
+				.max_ms = 4000 };
 	int r = 0;
 
 	for (int look = 1; look <= tries; look++) {
@@ -137,8 +141,9 @@ static int rent_lookup(struct rent_state *st, int tries, struct vast_instance **
 		if (look < tries) {
 			log_info("no instance labelled %s yet (look %d of %d)", st->o->label, look,
 				 tries);
-			clock_sleep_ms(wait, NULL);
-			wait = wait * 2 > 4000 ? 4000 : wait * 2;
+			/* Never cancelled: a create was sent, and only these looks
+			 * can tell whether it left an instance that bills. */
+			backoff_sleep(&wait, NULL);
 		}
 	}
 	return 0;
@@ -200,6 +205,11 @@ static int rent_try_offer(struct rent_state *st, long long offer, double price, 
 	if (!body)
 		return err_set(e, ERR_USAGE, "the image, label, environment and onstart script "
 			       "must be UTF-8 text");
+	if (o->on_create) {
+		r = o->on_create(o->hook_arg, offer, price, e);
+		if (r)
+			goto out;
+	}
 	log_info("renting offer %lld as %s", offer, o->label);
 	r = vast_create_instance(st->c, offer, body, &ans, &status, e);
 	st->res->creates++;
@@ -299,6 +309,120 @@ static void rent_sweep(struct rent_state *st)
 	vast_instances_free(v, n);
 }
 
+/* Two ferry processes renting one label would each destroy the other's
+ * instance as a stray: one at a time, by a lock named after the label. */
+static int rent_lock(const struct vast_rent_opts *o, int *fd, struct err *e)
+{
+	char *name, *path;
+	int r;
+
+	*fd = -1;
+	if (!o->lock_dir)
+		return 0;
+	name = xstrdup(o->label);
+	for (char *p = name; *p; p++)
+		if (*p == '/')
+			*p = '_';
+	path = xasprintf("%s/rent-%s", o->lock_dir, name);
+	r = fsx_lock(path, fd, e);
+	if (r == ERR_EXISTS)
+		err_set(e, r, "another ferry is renting label %s right now", o->label);
+	free(path);
+	free(name);
+	return r;
+}
+
+int vast_rent_search(struct vast_client *c, const char *const *terms, size_t nterms,
+		     const char *order, const struct vast_rent_opts *o, long long **ids,
+		     double **min_bids, size_t *n, struct err *e)
+{
+	struct vast_query_opts qo = { .order = order, .type = o->interruptible ? "bid" : NULL,
+				      .limit = 20, .storage_gb = o->disk_gb > 0 ? o->disk_gb : 40 };
+	struct vast_offer *offers = NULL;
+	json_t *q = NULL, *answer = NULL;
+	size_t no = 0;
+	int r;
+
+	*ids = NULL;
+	*min_bids = NULL;
+	*n = 0;
+	r = vast_query_build(terms, nterms, &qo, &q, e);
+	if (!r && !json_object_get(q, "disk_space")) {
+		/* Only machines with room for the disk asked for. */
+		char term[64];
+
+		snprintf(term, sizeof(term), "disk_space>=%g", qo.storage_gb);
+		r = vast_query_parse(term, q, e);
+	}
+	if (!r)
+		r = vast_search_offers(c, q, &answer, e);
+	if (!r)
+		r = vast_offers_read(answer, &offers, &no, e);
+	if (!r && !no)
+		r = err_set(e, ERR_NOTFOUND, "no offer matches the query");
+	if (!r) {
+		*ids = xcalloc(no, sizeof(**ids));
+		*min_bids = xcalloc(no, sizeof(**min_bids));
+		for (size_t i = 0; i < no; i++) {
+			(*ids)[i] = offers[i].id;
+			(*min_bids)[i] = offers[i].min_bid;
+		}
+		*n = no;
+	}
+	vast_offers_free(offers, no);
+	json_decref(q);
+	json_decref(answer);
+	return r;
+}
+
+int vast_offer_min_bid(struct vast_client *c, long long id, double *min_bid, struct err *e)
+{
+	struct vast_offer *offers = NULL;
+	json_t *q = json_pack("{s:{s:I}, s:s}", "id", "eq", (json_int_t)id, "type", "bid"),
+	       *answer = NULL;
+	size_t n = 0;
+	int r = vast_search_offers(c, q, &answer, e);
+
+	*min_bid = 0;
+	if (!r)
+		r = vast_offers_read(answer, &offers, &n, e);
+	if (!r && (!n || offers[0].min_bid <= 0))
+		r = err_set(e, ERR_NOTFOUND, "offer %lld %s; give a bid", id,
+			    n ? "has no minimum bid" : "is not on the market");
+	if (!r)
+		*min_bid = offers[0].min_bid;
+	vast_offers_free(offers, n);
+	json_decref(q);
+	json_decref(answer);
+	return r;
+}
+
+int vast_rent_env_add(json_t *env, const char *name, const char *value, struct err *e)
+{
+	json_t *v;
+	char *quoted;
+
+	if (!*name)
+		return err_set(e, ERR_USAGE, "an environment entry needs a name");
+	if (strlen(name) > 256 || strlen(value) > 256)
+		return err_set(e, ERR_USAGE, "%s: Vast takes at most 256 characters per name and "
+			       "value", name);
+	if (!str_utf8_valid(name, strlen(name)) || !str_utf8_valid(value, strlen(value)))
+		return err_set(e, ERR_USAGE, "%s: names and values must be UTF-8 text", name);
+	v = json_string(value);
+	quoted = json_dumps(v, JSON_ENCODE_ANY);
+	/* Any value may be a credential (a URL with a password, a token under
+	 * an odd name): mask them all, also as JSON spells them. */
+	log_register_secret(value);
+	if (quoted && strlen(quoted) > 2) {
+		quoted[strlen(quoted) - 1] = '\0';
+		log_register_secret(quoted + 1);
+	}
+	free(quoted);
+	json_object_set_new(env, name, v);
+	return 0;
+}
+
 int vast_rent(struct vast_client *c, const long long *offers, const double *min_bids, size_t n,
 	      const struct vast_rent_opts *o, struct vast_rent_result *res, struct err *e)
 {
@@ -307,21 +431,24 @@ int vast_rent(struct vast_client *c, const long long *offers, const double *min_
 	size_t nlive = 0, tried = 0;
 	size_t max = (size_t)(o->max_offers > 0 ? o->max_offers : 5);
 	long long id = 0;
-	int r;
+	int r, lock_fd = -1;
 
 	memset(res, 0, sizeof(*res));
 	st.lookups = o->lookup_tries > 0 ? o->lookup_tries : 4;
 	if (!o->label || !*o->label || !o->image || !*o->image)
 		return err_set(e, ERR_USAGE, "renting needs a label and an image");
 	if (o->interruptible && o->bid <= 0 && !min_bids)
-		return err_set(e, ERR_USAGE, "an interruptible rent needs a bid: give --bid");
+		return err_set(e, ERR_USAGE, "an interruptible rent needs a bid");
+	r = rent_lock(o, &lock_fd, e);
+	if (r)
+		return r;
 	r = vast_list_instances(c, o->label, &live, &nlive, e);
 	if (r)
 		goto out;
 	if (nlive && !o->adopt) {
 		r = err_set(e, ERR_EXISTS,
-			    "an instance labelled %s already exists (id %lld); keep it with "
-			    "--adopt, destroy it with `ferry destroy %lld`, or choose another label",
+			    "an instance labelled %s already exists (id %lld); adopt it, destroy "
+			    "it with `ferry destroy %lld`, or choose another label",
 			    o->label, live[0].id, live[0].id);
 		goto out;
 	}
@@ -349,6 +476,12 @@ int vast_rent(struct vast_client *c, const long long *offers, const double *min_
 			log_info("offer %lld has no minimum bid; skipping it", offers[i]);
 			continue;
 		}
+		/* Between creates only: one sent is always seen through. */
+		if (cancel_is_set(o->cancel)) {
+			r = err_set(e, ERR_CANCELLED, "renting was cancelled before offer %lld",
+				    offers[i]);
+			goto out;
+		}
 		tried++;
 		r = rent_try_offer(&st, offers[i], price, &id, &next, e);
 		if (!r && id) {
@@ -363,13 +496,15 @@ int vast_rent(struct vast_client *c, const long long *offers, const double *min_
 	if (!id) {
 		if (!r)
 			r = err_set(e, ERR_FAIL, "no offer to rent%s",
-				    o->interruptible ? " (none has a minimum bid; give --bid)" : "");
+				    o->interruptible ? " (none has a minimum bid; give a bid)" : "");
 		else
 			err_prefix(e, "no offer could be rented (%zu tried); last", tried);
 		goto out;
 	}
 	/* Known from here on, so that a failure below still names it. */
 	res->instance_id = id;
+	if (o->on_created)
+		o->on_created(o->hook_arg, res->offer_id, id);
 	/* A label has one live instance: any other is a stray to destroy. */
 	vast_instances_free(live, nlive);
 	live = NULL;
@@ -404,5 +539,7 @@ out:
 		rent_sweep(&st);
 	vast_instances_free(live, nlive);
 	free(st.gone);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return r;
 }

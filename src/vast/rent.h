@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "vast/client.h"
 
@@ -29,6 +30,21 @@ struct vast_rent_opts {
 	int max_offers;            /* offers tried when one is taken; 0: 5 */
 	int lookup_tries;          /* label lookups after an unclear answer; 0: 4 */
 	long lookup_wait_ms;       /* first wait between lookups; 0: 1000 */
+	/* One rent per label at a time: a lock file in this folder (the
+	 * state folder's locks/); NULL: no lock. */
+	const char *lock_dir;
+	/* Stops the rent before its next create (ERR_CANCELLED), never during
+	 * one or the label looks that follow it: those decide whether an
+	 * instance bills. NULL: never. */
+	struct cancel *cancel;
+	/* Called before each create is sent, with the offer and its price, so
+	 * the caller can record the intent first; a non-zero return sends no
+	 * create and ends the rent with that code. NULL: none. */
+	int (*on_create)(void *arg, long long offer, double price, struct err *e);
+	/* Called as soon as the rented instance's id is known (created, found
+	 * by its label after an unclear answer, or adopted: offer 0). */
+	void (*on_created)(void *arg, long long offer, long long instance_id);
+	void *hook_arg;
 };
 
 struct vast_rent_result {
@@ -46,6 +62,20 @@ struct vast_rent_result {
 int vast_label(const char *name, char **out, struct err *e);
 /* A label of its own for a rent given none: ferry-YYYYmmdd-HHMMSS-xxxx. */
 char *vast_label_new(void);
+
+/* Offers for a rent of the best of a search (vastai query terms, ordered by
+ * `order` or the server's score), in the server's order, with each
+ * offer's min_bid; only machines with room for o->disk_gb. ERR_NOTFOUND
+ * when none matches. */
+int vast_rent_search(struct vast_client *c, const char *const *terms, size_t nterms,
+		     const char *order, const struct vast_rent_opts *o, long long **ids,
+		     double **min_bids, size_t *n, struct err *e);
+/* The minimum bid of one offer, for an interruptible rent given no bid. */
+int vast_offer_min_bid(struct vast_client *c, long long id, double *min_bid, struct err *e);
+/* Add NAME=VALUE to a rent's environment object: each at most 256
+ * characters, UTF-8; the value is registered as a secret (any value may
+ * be a credential). */
+int vast_rent_env_add(json_t *env, const char *name, const char *value, struct err *e);
 
 /* The body of PUT /asks/{id}/ for these options (and the bid price, when
  * interruptible). The caller owns it. */

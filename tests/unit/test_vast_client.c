@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/fsx.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "testutil.h"
@@ -762,6 +764,96 @@ static void test_label_rule(void **state)
 	free(l);
 }
 
+/* What the rent hooks saw: when, and with what. */
+struct hook_log {
+	size_t requests_at_create; /* requests the server had when on_create ran */
+	long long create_offer, created_offer, created_id;
+	int creates_seen, refuse;
+};
+
+static int hook_create(void *arg, long long offer, double price, struct err *e)
+{
+	struct hook_log *h = arg;
+
+	h->requests_at_create = tu_http_count(srv);
+	h->create_offer = offer;
+	h->creates_seen++;
+	return h->refuse ? err_set(e, h->refuse, "the intent could not be recorded") : 0;
+}
+
+static void hook_created(void *arg, long long offer, long long id)
+{
+	struct hook_log *h = arg;
+
+	h->created_offer = offer;
+	h->created_id = id;
+}
+
+static void test_rent_hooks(void **state)
+{
+	static const long long offers[] = { 101, 102 };
+	char *dir = tu_mkdtemp("ferry-rent-lock"), *lock;
+	struct hook_log h = { 0 };
+	struct vast_rent_opts o = { .label = "ferry-hk", .image = "img", .lock_dir = dir,
+				    .on_create = hook_create, .on_created = hook_created,
+				    .hook_arg = &h, .lookup_wait_ms = 1 };
+	struct vast_rent_result res;
+	struct cancel cancel;
+	struct err e = { 0 };
+	int fd;
+
+	(void)state;
+	/* The intent hook runs before the create is sent, the id hook once
+	 * the create named the instance. */
+	tu_http_json(srv, 200, "{\"instances\":[]}");
+	tu_http_json(srv, 200, "{\"success\":true,\"new_contract\":555}");
+	tu_http_json(srv, 200, "{\"instances\":[{\"id\":555,\"label\":\"ferry-hk\"}]}");
+	tu_http_json(srv, 200, "{\"instances\":{\"id\":555,\"label\":\"ferry-hk\"}}");
+	assert_int_equal(vast_rent(cli, offers, NULL, 2, &o, &res, &e), 0);
+	assert_int_equal(h.creates_seen, 1);
+	assert_int_equal(h.create_offer, 101);
+	assert_int_equal((int)h.requests_at_create, 1); /* only the label lookup */
+	assert_string_equal(tu_http_req(srv, 1)->method, "PUT");
+	assert_string_equal(tu_http_req(srv, 1)->target, "/api/v0/asks/101/");
+	assert_int_equal(h.created_offer, 101);
+	assert_int_equal(h.created_id, 555);
+	assert_int_equal(res.instance_id, 555);
+	assert_int_equal((int)tu_http_unused(srv), 0);
+
+	/* A hook that cannot record the intent: no create is sent. */
+	memset(&h, 0, sizeof(h));
+	h.refuse = ERR_IO;
+	tu_http_json(srv, 200, "{\"instances\":[]}");
+	assert_int_equal(vast_rent(cli, offers, NULL, 2, &o, &res, &e), ERR_IO);
+	assert_int_equal(h.creates_seen, 1);
+	assert_int_equal(res.creates, 0);
+	assert_int_equal((int)tu_http_count(srv), 5);
+	assert_int_equal(h.created_id, 0);
+
+	/* Cancelled before a create: none is sent. */
+	memset(&h, 0, sizeof(h));
+	cancel_init(&cancel);
+	cancel_set(&cancel);
+	o.cancel = &cancel;
+	tu_http_json(srv, 200, "{\"instances\":[]}");
+	assert_int_equal(vast_rent(cli, offers, NULL, 2, &o, &res, &e), ERR_CANCELLED);
+	assert_int_equal(h.creates_seen, 0);
+	assert_int_equal((int)tu_http_count(srv), 6);
+	o.cancel = NULL;
+	cancel_release(&cancel);
+
+	/* One rent per label: a held lock refuses a second, before any call. */
+	lock = xasprintf("%s/rent-ferry-hk", dir);
+	assert_int_equal(fsx_lock(lock, &fd, &e), 0);
+	assert_int_equal(vast_rent(cli, offers, NULL, 2, &o, &res, &e), ERR_EXISTS);
+	assert_non_null(strstr(e.msg, "another ferry is renting label ferry-hk"));
+	assert_int_equal((int)tu_http_count(srv), 6);
+	close(fd);
+	free(lock);
+	fsx_remove_tree(dir, NULL);
+	free(dir);
+}
+
 static void test_label_and_attach(void **state)
 {
 	struct err e = { 0 };
@@ -883,6 +975,7 @@ int main(void)
 		T(test_list_all_and_error),
 		T(test_destroy),
 		T(test_label_rule),
+		T(test_rent_hooks),
 		T(test_label_and_attach),
 		T(test_ssh_keys),
 		T(test_trace_hides_key),
