@@ -23,6 +23,7 @@ struct vast_client {
 	char *auth;     /* "Authorization: Bearer ..." or NULL */
 	int timeout_s;
 	struct http_retry retry;
+	struct cancel *cancel;
 };
 
 int vast_client_new(struct vast_client **out, const struct vast_client_opts *o, struct err *e)
@@ -210,7 +211,10 @@ static int vast_call_ex(struct vast_client *c, const char *method, const char *p
 						 .shown = shown.data, .headers = hdrs,
 						 .body = payload,
 						 .body_len = payload ? strlen(payload) : 0,
-						 .timeout_s = c->timeout_s };
+						 .timeout_s = c->timeout_s,
+						 /* A create cut halfway loses the answer
+						  * naming an instance that may bill. */
+						 .cancel = idempotent ? c->cancel : NULL };
 
 		r = http_do(&rq, &retry, &rs, e);
 	}
@@ -264,6 +268,16 @@ out:
 	buf_release(&what);
 	buf_release(&shown);
 	return r;
+}
+
+void vast_client_set_cancel(struct vast_client *c, struct cancel *cancel)
+{
+	c->cancel = cancel;
+}
+
+struct cancel *vast_client_cancel(const struct vast_client *c)
+{
+	return c->cancel;
 }
 
 int vast_call(struct vast_client *c, const char *method, const char *path, const json_t *body,
@@ -431,7 +445,7 @@ int vast_destroy_instance(struct vast_client *c, long long id, bool *was_gone, s
 	return r;
 }
 
-int vast_destroy_confirm(struct vast_client *c, long long id, struct err *e)
+static int vast_destroy_looks(struct vast_client *c, long long id, struct err *e)
 {
 	int r = 0;
 
@@ -464,6 +478,19 @@ int vast_destroy_confirm(struct vast_client *c, long long id, struct err *e)
 		       "instance %lld is still there after %d looks; it may still be billing: "
 		       "destroy it with `ferry destroy %lld` or in the Vast.ai console",
 		       id, VAST_GONE_LOOKS, id);
+}
+
+int vast_destroy_confirm(struct vast_client *c, long long id, struct err *e)
+{
+	struct cancel *saved = c->cancel;
+	int r;
+
+	/* Half a destroy leaves an instance billing with nothing tracking
+	 * it: these calls and looks end on their own, within about 15 s. */
+	c->cancel = NULL;
+	r = vast_destroy_looks(c, id, e);
+	c->cancel = saved;
+	return r;
 }
 
 int vast_destroy_named(struct vast_client *c, long long id, struct err *e)

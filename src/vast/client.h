@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "config/config.h"
 #include "vast/model.h"
@@ -28,6 +29,12 @@ int vast_client_new(struct vast_client **out, const struct vast_client_opts *o, 
 int vast_client_from_config(struct vast_client **out, const struct config *cfg, bool need_key,
 			    struct err *e);
 void vast_client_free(struct vast_client *c);
+/* The cancel token the client's calls (and their retry waits) stop on,
+ * with ERR_CANCELLED; NULL (the default): never. Creates and destroys,
+ * with the looks that confirm a destroy, never stop on it: cut halfway,
+ * they would leave an instance billing that nothing knows of. */
+void vast_client_set_cancel(struct vast_client *c, struct cancel *cancel);
+struct cancel *vast_client_cancel(const struct vast_client *c);
 
 /* One call. `path` is under the base URL; one without /api/vN/ gets
  * /api/v0. A NULL body is sent as {} on PUT, POST and DELETE, as the

@@ -430,6 +430,7 @@ int vast_rent(struct vast_client *c, const long long *offers, const double *min_
 	struct vast_instance *live = NULL;
 	size_t nlive = 0, tried = 0;
 	size_t max = (size_t)(o->max_offers > 0 ? o->max_offers : 5);
+	struct cancel *saved;
 	long long id = 0;
 	int r, lock_fd = -1;
 
@@ -442,6 +443,11 @@ int vast_rent(struct vast_client *c, const long long *offers, const double *min_
 	r = rent_lock(o, &lock_fd, e);
 	if (r)
 		return r;
+	/* Once a create may have been sent, every call that follows decides
+	 * whether an instance bills unknown: the client's own cancel is off
+	 * for the rent, which stops on o->cancel between creates only. */
+	saved = vast_client_cancel(c);
+	vast_client_set_cancel(c, NULL);
 	r = vast_list_instances(c, o->label, &live, &nlive, e);
 	if (r)
 		goto out;
@@ -541,5 +547,6 @@ out:
 	free(st.gone);
 	if (lock_fd >= 0)
 		close(lock_fd);
+	vast_client_set_cancel(c, saved);
 	return r;
 }

@@ -854,6 +854,35 @@ static void test_rent_hooks(void **state)
 	free(dir);
 }
 
+/* A client's cancel stops its calls, never a destroy and its looks. */
+static void test_client_cancel(void **state)
+{
+	struct vast_instance *v = NULL;
+	struct cancel cancel;
+	struct err e = { 0 };
+	size_t n = 0;
+
+	(void)state;
+	cancel_init(&cancel);
+	cancel_set(&cancel);
+	vast_client_set_cancel(cli, &cancel);
+	assert_ptr_equal(vast_client_cancel(cli), &cancel);
+	tu_http_json(srv, 200, "{\"instances\":[]}");
+	assert_int_equal(vast_list_instances(cli, NULL, &v, &n, &e), ERR_CANCELLED);
+	tu_http_stop(srv);
+	srv = tu_http_start();
+	vast_client_free(cli);
+	cli = client_at(tu_http_url(srv), KEY, TRIES, 5);
+	vast_client_set_cancel(cli, &cancel);
+	tu_http_json(srv, 200, "{\"success\":true}");
+	tu_http_json(srv, 200, "{\"instances\":null}");
+	assert_int_equal(vast_destroy_confirm(cli, 31, &e), 0);
+	assert_int_equal((int)tu_http_count(srv), 2);
+	assert_ptr_equal(vast_client_cancel(cli), &cancel);
+	vast_client_set_cancel(cli, NULL);
+	cancel_release(&cancel);
+}
+
 static void test_label_and_attach(void **state)
 {
 	struct err e = { 0 };
@@ -976,6 +1005,7 @@ int main(void)
 		T(test_destroy),
 		T(test_label_rule),
 		T(test_rent_hooks),
+		T(test_client_cancel),
 		T(test_label_and_attach),
 		T(test_ssh_keys),
 		T(test_trace_hides_key),
