@@ -8,7 +8,7 @@
 #include "common/err.h"
 #include "config/config.h"
 
-/* Exit statuses, as ARCHITECTURE.md lists them. */
+/* Exit statuses, as docs/design.md lists them. */
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_CONFIG = 3 };
 
 struct cli {

@@ -2,30 +2,35 @@
  * machine (docs/remote.md). */
 #include "cli/cli.h"
 
-#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/clock.h"
+#include "cli/bar.h"
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/fsx.h"
-#include "common/http.h"
 #include "common/json_util.h"
 #include "common/log.h"
 #include "common/str.h"
 #include "common/xalloc.h"
-#include "remote/job.h"
+#include "remote/jobdir.h"
+#include "remote/launch.h"
+#include "remote/pull.h"
+#include "remote/push.h"
+#include "remote/ready.h"
+#include "remote/target.h"
 #include "remote/transport.h"
+#include "remote/watch.h"
 #include "vast/client.h"
 #include "vast/keys.h"
 
 const char cmd_remote_usage[] =
-	"usage: ferry remote wait   (--target T | --instance ID) [--trainer PATH] [--need-disk GB]\n"
-	"                           [--timeout S] [--json]\n"
+	"usage: ferry remote wait   (--target T | --instance ID) [--trainer PATH]\n"
+	"                           [--trainer-repo DIR] [--need-disk GB] [--timeout S] [--json]\n"
 	"       ferry remote push   (--target T | --instance ID) --job ID ARCHIVE [--json]\n"
 	"       ferry remote launch (--target T | --instance ID) --job ID [--config FILE]\n"
 	"                           [--env-file FILE] [--heartbeat S] -- TRAINER ARGS...\n"
@@ -40,16 +45,20 @@ const char cmd_remote_usage[] =
 	"the Vast API where instance ID answers SSH. Job roots are remote.root/JOB\n"
 	"(FERRY_REMOTE_ROOT, default /root/ferry). SSH uses the key at ssh.key_path,\n"
 	"a ControlMaster per target and ferry's own known-hosts file (docs/remote.md).\n"
+	"^C or SIGTERM stops any of them at once, leaving what a rerun resumes.\n"
 	"\n"
-	"  wait     until the target answers over SSH, then probe it: trainer, GPUs,\n"
-	"           free disk, tar and sha256sum (exit 1 when a probe fails)\n"
+	"  wait     until the target answers over SSH (with --instance, first until\n"
+	"           Vast runs it), then probe it: trainer, the trainer checkout's\n"
+	"           commit, GPUs, free disk, tar and sha256sum (exit 1 when a probe fails)\n"
 	"  push     upload a packed dataset (resuming), check its SHA-256 there,\n"
 	"           extract it into JOB/dataset and verify every file\n"
 	"  launch   upload config, env file (mode 600) and the supervisor, and start\n"
 	"           the trainer detached (setsid) in the job root; never twice\n"
-	"  status   the job's state in one round trip (exit code, heartbeat, log, GPU)\n"
+	"  status   the job's state in one round trip (exit code, heartbeat, log, GPU);\n"
+	"           exit 1 when the trainer failed (exited non-zero or vanished)\n"
 	"  logs     the trainer's log, each byte fetched once; -f follows it until\n"
-	"           the trainer exits, through dropped connections\n"
+	"           the trainer exits, through dropped connections (exit 1 when it\n"
+	"           failed or was never launched)\n"
 	"  pull     fetch complete, new or changed files from JOB/output (resuming,\n"
 	"           verified), into DIR (default ./JOB-output); never deletes local ones\n"
 	"  exec     run one command (its arguments quoted, never re-split)\n";
@@ -59,6 +68,19 @@ const char cmd_ssh_usage[] =
 	"\n"
 	"An interactive shell on the target, in the job root when --job is given\n"
 	"(else in remote.root).\n";
+
+/* ^C or SIGTERM sets this token, and every wait and transfer stops: the
+ * commands ferry runs are killed (they run in process groups of their own,
+ * which a terminal's ^C does not reach) and what a rerun resumes is left.
+ * A signal handler reaches only what is at file scope. */
+static struct cancel remote_cancel;
+static volatile sig_atomic_t remote_signal;
+
+static void remote_on_signal(int sig)
+{
+	remote_signal = sig;
+	cancel_set_flag(&remote_cancel);
+}
 
 struct remote_args {
 	const char *target;
@@ -111,44 +133,63 @@ static int remote_getopt(int argc, char **argv, const char *sopts, const struct 
 	return -1;
 }
 
-/* Open the target the options name. */
+/* Open the target the options name. With `wait_s`, an instance is waited
+ * for (through Vast's loading) until it runs with an SSH endpoint, at most
+ * that long. */
 static int remote_connect(struct cli *cli, const struct remote_args *a, bool need_job,
-			  struct remote **r, struct vast_client **vc, struct err *e)
+			  int wait_s, struct remote **rm, struct vast_client **vc, struct err *e)
 {
 	struct remote_target t;
 	const char *root = config_get(cli->cfg, "remote.root");
-	int rc;
+	int r;
 
-	*r = NULL;
+	*rm = NULL;
 	*vc = NULL;
 	if (!a->target == !a->instance)
 		return err_set(e, ERR_USAGE, "give one of --target T and --instance ID");
-	if (need_job && (rc = remote_job_check(a->job, e)))
-		return rc;
-	if (a->instance) {
-		rc = vast_client_from_config(vc, cli->cfg, true, e);
-		if (!rc)
-			rc = remote_target_instance(*vc, a->instance, root, &t, e);
-	} else {
-		rc = remote_target_parse(a->target, root, &t, e);
+	if (need_job && !a->job)
+		return err_set(e, ERR_USAGE, "a job id is needed (--job ID)");
+	if (need_job) {
+		r = remote_job_check(a->job, e);
+		if (r)
+			return r;
 	}
-	if (!rc) {
-		rc = remote_open(r, &t, cli->cfg, e);
+	if (a->instance) {
+		r = vast_client_from_config(vc, cli->cfg, true, e);
+		if (!r && wait_s) {
+			struct remote_instance_wait_opts io = { .timeout_s = wait_s,
+								.cancel = &remote_cancel };
+
+			r = remote_target_instance_wait(*vc, a->instance, root, &io, &t, e);
+		} else if (!r) {
+			r = remote_target_instance(*vc, a->instance, root, &t, e);
+		}
+	} else {
+		r = remote_target_parse(a->target, root, &t, e);
+	}
+	if (!r) {
+		r = remote_open(rm, &t, cli->cfg, e);
 		remote_target_release(&t);
 	}
-	return rc;
+	return r;
 }
 
-static int remote_finish(int rc, struct err *e, struct remote *r, struct vast_client *vc)
+static int remote_finish(int r, struct err *e, struct remote *rm, struct vast_client *vc)
 {
-	int status = rc ? cli_fail(e) : EXIT_OK;
+	int status = EXIT_OK;
 
-	remote_close(r);
+	if (r == ERR_CANCELLED && remote_signal) {
+		log_fprintf(stderr, "ferry: %s\n", e->msg);
+		status = 128 + remote_signal;
+	} else if (r) {
+		status = cli_fail(e);
+	}
+	remote_close(rm);
 	vast_client_free(vc);
 	return status;
 }
 
-enum { O_TRAINER = 400, O_DISK, O_TIMEOUT, O_CONFIG, O_ENV, O_HB, O_PATTERN };
+enum { O_TRAINER = 400, O_REPO, O_DISK, O_TIMEOUT, O_CONFIG, O_ENV, O_HB, O_PATTERN };
 
 static int remote_wait_opt(int c, const char *arg, void *ctx)
 {
@@ -157,13 +198,14 @@ static int remote_wait_opt(int c, const char *arg, void *ctx)
 
 	switch (c) {
 	case O_TRAINER: wo->trainer = arg; return 0;
+	case O_REPO: wo->trainer_repo = arg; return 0;
 	case O_DISK:
 		if (cli_uint("--need-disk", arg, &v))
 			return EXIT_USAGE;
 		wo->need_disk_gb = (double)v;
 		return 0;
 	case O_TIMEOUT:
-		if (cli_uint("--timeout", arg, &v) || !v)
+		if (cli_uint("--timeout", arg, &v) || !v || v > 86400)
 			return EXIT_USAGE;
 		wo->timeout_s = (int)v;
 		return 0;
@@ -176,65 +218,81 @@ static int cmd_remote_wait(struct cli *cli, int argc, char **argv)
 	static const struct option opts[] = {
 		REMOTE_COMMON_OPTS,
 		{ "trainer", required_argument, NULL, O_TRAINER },
+		{ "trainer-repo", required_argument, NULL, O_REPO },
 		{ "need-disk", required_argument, NULL, O_DISK },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct remote_args a = { 0 };
-	struct remote_wait_opts wo = { 0 };
+	struct remote_wait_opts wo = { .cancel = &remote_cancel };
 	struct vast_key_reattach ka = { 0 };
-	struct remote *r = NULL;
+	struct remote *rm = NULL;
 	struct vast_client *vc = NULL;
 	json_t *rep = NULL;
 	struct err e = { 0 };
-	int rc;
+	long long t0 = clock_mono_ms();
+	int r, timeout;
 
-	rc = remote_getopt(argc, argv, "h", opts, "remote wait", cmd_remote_usage, &a,
-			   remote_wait_opt, &wo);
-	if (rc != -1)
-		return rc;
-	rc = remote_connect(cli, &a, false, &r, &vc, &e);
-	if (!rc && vc) {
+	r = remote_getopt(argc, argv, "h", opts, "remote wait", cmd_remote_usage, &a,
+			  remote_wait_opt, &wo);
+	if (r != -1)
+		return r;
+	timeout = wo.timeout_s > 0 ? wo.timeout_s : 600;
+	/* One deadline for both: Vast's loading, then SSH. */
+	r = remote_connect(cli, &a, false, timeout, &rm, &vc, &e);
+	if (!r && vc) {
 		ka = (struct vast_key_reattach){ vc, a.instance, config_get(cli->cfg, "ssh.key_path") };
 		wo.reattach = vast_key_reattach;
 		wo.reattach_arg = &ka;
+		wo.timeout_s = timeout - (int)((clock_mono_ms() - t0) / 1000);
+		if (wo.timeout_s < 1)
+			wo.timeout_s = 1;
 	}
-	if (!rc) {
+	if (!r) {
 		struct err we = { 0 };
+		const char *commit;
 
-		rc = remote_wait(r, &wo, &rep, &we);
-		if (a.json)
+		r = remote_wait(rm, &wo, &rep, &we);
+		commit = json_string_value(json_object_get(rep, "trainer_commit"));
+		if (a.json) {
 			json_print(stdout, rep, 1);
-		else if (json_is_true(json_object_get(rep, "reachable")))
+		} else if (json_is_true(json_object_get(rep, "reachable"))) {
 			printf("reachable after %.1f s (%lld tries)\n",
-			       json_real_value(json_object_get(rep, "seconds")),
+			       (double)(clock_mono_ms() - t0) / 1000.0,
 			       (long long)json_integer_value(json_object_get(rep, "tries")));
+			if (wo.trainer_repo)
+				printf("trainer commit %s\n", commit ? commit : "unknown (not a git checkout)");
+		}
 		e = we;
 	}
 	json_decref(rep);
-	return remote_finish(rc, &e, r, vc);
+	return remote_finish(r, &e, rm, vc);
 }
 
 static int cmd_remote_push(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = { REMOTE_COMMON_OPTS, { NULL, 0, NULL, 0 } };
 	struct remote_args a = { 0 };
+	struct remote_push_opts po = { .cancel = &remote_cancel };
 	struct remote_push_result res;
-	struct remote *r = NULL;
+	struct cli_bar bar;
+	struct remote *rm = NULL;
 	struct vast_client *vc = NULL;
 	struct err e = { 0 };
-	int rc;
+	int r;
 
-	rc = remote_getopt(argc, argv, "h", opts, "remote push", cmd_remote_usage, &a, NULL, NULL);
-	if (rc != -1)
-		return rc;
+	r = remote_getopt(argc, argv, "h", opts, "remote push", cmd_remote_usage, &a, NULL, NULL);
+	if (r != -1)
+		return r;
 	if (argc - optind != 1)
 		return cli_usage("remote push", "give one ARCHIVE (from `ferry dataset pack`)");
-	rc = remote_connect(cli, &a, true, &r, &vc, &e);
-	if (!rc)
-		rc = remote_push(r, a.job, argv[optind], config_get(cli->cfg, "cache_dir"), !a.json,
-				 &res, &e);
-	if (!rc && a.json) {
+	po.cache_dir = config_get(cli->cfg, "cache_dir");
+	cli_bar_init(&bar, NULL);
+	r = remote_connect(cli, &a, true, 0, &rm, &vc, &e);
+	if (!r)
+		r = remote_push(rm, a.job, argv[optind], &po, a.json ? NULL : &bar.pg, &res, &e);
+	cli_bar_end(&bar);
+	if (!r && a.json) {
 		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:i, s:b, s:i}", "sha256", res.sha256,
 				      "bytes", (json_int_t)res.bytes, "sent", (json_int_t)res.sent,
 				      "resumed_from", (json_int_t)res.resumed_from, "files",
@@ -242,30 +300,55 @@ static int cmd_remote_push(struct cli *cli, int argc, char **argv)
 
 		json_print(stdout, o, 1);
 		json_decref(o);
-	} else if (!rc) {
+	} else if (!r) {
 		printf("%s: %zu files, %llu bytes, SHA-256 %s%s\n",
 		       res.already ? "already there" : "pushed and verified", res.files,
 		       (unsigned long long)res.bytes, res.sha256,
 		       res.resumed_from ? " (resumed)" : "");
 	}
-	return remote_finish(rc, &e, r, vc);
+	return remote_finish(r, &e, rm, vc);
 }
+
+struct remote_launch_args {
+	const char *config, *env_file;
+	int heartbeat_s;
+};
 
 static int remote_launch_opt(int c, const char *arg, void *ctx)
 {
-	struct remote_launch_opts *lo = ctx;
+	struct remote_launch_args *la = ctx;
 	unsigned long long v;
 
 	switch (c) {
-	case O_CONFIG: lo->config = arg; return 0;
-	case O_ENV: lo->env_file = arg; return 0;
+	case O_CONFIG: la->config = arg; return 0;
+	case O_ENV: la->env_file = arg; return 0;
 	case O_HB:
 		if (cli_uint("--heartbeat", arg, &v) || !v || v > 3600)
 			return EXIT_USAGE;
-		lo->heartbeat_s = (int)v;
+		la->heartbeat_s = (int)v;
 		return 0;
 	default: return -1;
 	}
+}
+
+/* --config and --env-file, read into memory (the env file's values are
+ * secrets: the bytes read are wiped). */
+static int remote_launch_inputs(const struct remote_launch_args *la, struct buf *config,
+				struct strv *env, struct err *e)
+{
+	struct buf text = BUF_INIT;
+	int r = 0;
+
+	if (la->config)
+		r = fsx_read_file(la->config, config, 16 << 20, e);
+	if (!r && la->env_file) {
+		r = fsx_read_file(la->env_file, &text, 1 << 20, e);
+		if (!r)
+			r = remote_env_parse(text.data, text.len, la->env_file, env, e);
+		explicit_bzero(text.data, text.len);
+	}
+	buf_release(&text);
+	return r;
 }
 
 static int cmd_remote_launch(struct cli *cli, int argc, char **argv)
@@ -278,28 +361,38 @@ static int cmd_remote_launch(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct remote_args a = { 0 };
-	struct remote_launch_opts lo = { 0 };
-	struct remote *r = NULL;
+	struct remote_launch_args la = { 0 };
+	struct remote_launch_opts lo = { .cancel = &remote_cancel };
+	struct buf config = BUF_INIT;
+	struct strv env = STRV_INIT;
+	struct remote *rm = NULL;
 	struct vast_client *vc = NULL;
 	struct err e = { 0 };
 	bool started = false;
-	int rc;
+	int r;
 
-	rc = remote_getopt(argc, argv, "+h", opts, "remote launch", cmd_remote_usage, &a,
-			   remote_launch_opt, &lo);
-	if (rc != -1)
-		return rc;
+	r = remote_getopt(argc, argv, "+h", opts, "remote launch", cmd_remote_usage, &a,
+			  remote_launch_opt, &la);
+	if (r != -1)
+		return r;
 	if (optind < argc && !strcmp(argv[optind], "--"))
 		optind++;
 	if (optind >= argc)
 		return cli_usage("remote launch", "give the trainer command after --");
 	lo.argv = (const char *const *)argv + optind;
-	rc = remote_connect(cli, &a, true, &r, &vc, &e);
-	if (!rc)
-		rc = remote_launch(r, a.job, &lo, &started, &e);
-	if (!rc)
+	lo.heartbeat_s = la.heartbeat_s;
+	lo.config = la.config ? &config : NULL;
+	lo.env = &env;
+	r = remote_launch_inputs(&la, &config, &env, &e);
+	if (!r)
+		r = remote_connect(cli, &a, true, 0, &rm, &vc, &e);
+	if (!r)
+		r = remote_launch(rm, a.job, &lo, &started, &e);
+	if (!r)
 		printf("%s\n", started ? "started" : "already running; nothing started");
-	return remote_finish(rc, &e, r, vc);
+	remote_env_release(&env);
+	buf_release(&config);
+	return remote_finish(r, &e, rm, vc);
 }
 
 static int cmd_remote_status(struct cli *cli, int argc, char **argv)
@@ -307,24 +400,24 @@ static int cmd_remote_status(struct cli *cli, int argc, char **argv)
 	static const struct option opts[] = { REMOTE_COMMON_OPTS, { NULL, 0, NULL, 0 } };
 	struct remote_args a = { 0 };
 	struct remote_status st;
-	struct remote *r = NULL;
+	struct remote *rm = NULL;
 	struct vast_client *vc = NULL;
 	struct err e = { 0 };
-	int rc;
+	int r;
 
-	rc = remote_getopt(argc, argv, "h", opts, "remote status", cmd_remote_usage, &a, NULL,
-			   NULL);
-	if (rc != -1)
-		return rc;
-	rc = remote_connect(cli, &a, true, &r, &vc, &e);
-	if (!rc)
-		rc = remote_status(r, a.job, &st, &e);
-	if (!rc && a.json) {
+	r = remote_getopt(argc, argv, "h", opts, "remote status", cmd_remote_usage, &a, NULL,
+			  NULL);
+	if (r != -1)
+		return r;
+	r = remote_connect(cli, &a, true, 0, &rm, &vc, &e);
+	if (!r)
+		r = remote_status(rm, a.job, &st, &e);
+	if (!r && a.json) {
 		json_t *o = remote_status_json(&st);
 
 		json_print(stdout, o, 1);
 		json_decref(o);
-	} else if (!rc) {
+	} else if (!r) {
 		printf("state      %s", st.state);
 		if (!strcmp(st.state, "exited"))
 			printf(" (exit %d)", st.exit_code);
@@ -337,7 +430,12 @@ static int cmd_remote_status(struct cli *cli, int argc, char **argv)
 		if (st.gpu[0])
 			printf("gpu        %s (util %%, MiB used, MiB total, C)\n", st.gpu);
 	}
-	return remote_finish(rc, &e, r, vc);
+	if (!r) {
+		r = remote_status_failed(&st, &e);
+		if (r)
+			err_prefix(&e, "job %s", a.job);
+	}
+	return remote_finish(r, &e, rm, vc);
 }
 
 /* Print log bytes as a person expects: on a terminal as they are; else
@@ -372,6 +470,19 @@ static int remote_logs_opt(int c, const char *arg, void *ctx)
 	return 0;
 }
 
+/* How a followed log ended: 0 for a success; the trainer's failure, or
+ * that it was never launched. */
+static int remote_logs_outcome(const struct remote_log_sync_result *res, const char *job,
+			       struct err *e)
+{
+	if (!strcmp(res->st.state, "never-started"))
+		return err_set(e, ERR_NOTFOUND, "job %s was never launched on the target (ferry "
+			       "remote launch starts it)", job);
+	if (remote_status_failed(&res->st, e))
+		return err_prefix(e, "job %s", job);
+	return 0;
+}
+
 static int cmd_remote_logs(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -380,100 +491,60 @@ static int cmd_remote_logs(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct remote_args a = { 0 };
-	struct remote *r = NULL;
+	struct remote *rm = NULL;
 	struct vast_client *vc = NULL;
-	struct buf chunk = BUF_INIT, line = BUF_INIT;
+	struct buf chunk = BUF_INIT, line = BUF_INIT, old = BUF_INIT;
+	struct backoff reconnect = { .first_ms = 1000, .max_ms = 30000 };
+	struct remote_log_sync_opts lo = { .cancel = &remote_cancel };
+	struct remote_log_sync_result res;
 	struct err e = { 0 };
-	char *dir = NULL, *path = NULL, *where = NULL;
-	bool follow = false, tty = isatty(1), done = false;
-	long wait = 1000;
-	struct stat st;
-	int rc, fd = -1;
+	char *path = NULL;
+	bool follow = false, tty = isatty(1);
+	int r;
 
-	rc = remote_getopt(argc, argv, "fh", opts, "remote logs", cmd_remote_usage, &a,
-			   remote_logs_opt, &follow);
-	if (rc != -1)
-		return rc;
-	rc = remote_connect(cli, &a, true, &r, &vc, &e);
-	if (rc)
+	r = remote_getopt(argc, argv, "fh", opts, "remote logs", cmd_remote_usage, &a,
+			  remote_logs_opt, &follow);
+	if (r != -1)
+		return r;
+	r = remote_connect(cli, &a, true, 0, &rm, &vc, &e);
+	if (r)
 		goto out;
-	/* The local copy: bytes already here are never fetched again. */
-	where = remote_target_describe(remote_target_of(r));
-	for (char *p = where; *p; p++)
-		if (*p == '/' || *p == ':')
-			*p = '_';
-	dir = xasprintf("%s/remote/%s/%s", config_get(cli->cfg, "state_dir"), where, a.job);
-	path = fsx_join(dir, "train.log");
-	rc = fsx_mkdir_p(dir, 0700, &e);
-	if (!rc && (fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0)
-		rc = err_sys(&e, ERR_IO, "%s", path);
-	if (rc)
-		goto out;
-	/* Show what is already here, then what is new. */
-	{
-		struct buf old = BUF_INIT;
-
-		if (!fsx_read_file(path, &old, (size_t)1 << 30, NULL))
-			remote_show_log(old.data, old.len, tty, &line);
-		buf_release(&old);
-	}
+	if (follow)
+		lo.backoff = &reconnect;
+	/* The local copy: what is already here is shown, and never fetched again. */
+	path = remote_log_path(rm, config_get(cli->cfg, "state_dir"), a.job);
+	if (!fsx_read_file(path, &old, (size_t)1 << 30, NULL))
+		remote_show_log(old.data, old.len, tty, &line);
 	for (;;) {
-		uint64_t offset = fstat(fd, &st) ? 0 : (uint64_t)st.st_size, size = 0;
-
 		buf_reset(&chunk);
-		rc = remote_log_fetch(r, a.job, offset, 4u << 20, &chunk, &done, &size, &e);
-		if (!rc && size < offset) {
-			/* The job was started afresh: keep the old copy aside. */
-			char *old = xasprintf("%s.%lld", path, (long long)st.st_mtime);
-
-			log_info("the log on the target restarted; the old copy is %s", old);
-			close(fd);
-			fd = -1;
-			if (rename(path, old) ||
-			    (fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0)
-				rc = err_sys(&e, ERR_IO, "%s", path);
-			free(old);
-			if (rc)
-				break;
-			continue;
-		}
-		if (rc == ERR_CONN && follow) {
-			/* Dropped: reconnect with backoff, keep going. */
-			log_warn("%s; reconnecting in %ld s", e.msg, wait / 1000);
-			err_clear(&e);
-			clock_sleep_ms(wait, NULL);
-			wait = wait * 2 > 30000 ? 30000 : wait * 2;
-			continue;
-		}
-		if (rc)
+		r = remote_log_sync(rm, a.job, path, &lo, &chunk, &res, &e);
+		if (r)
 			break;
-		wait = 1000;
-		if (chunk.len) {
-			if (fsx_write_all(fd, chunk.data, chunk.len)) {
-				rc = err_sys(&e, ERR_IO, "%s", path);
-				break;
-			}
-			remote_show_log(chunk.data, chunk.len, tty, &line);
-		}
-		if (chunk.len == 4u << 20)
-			continue; /* more is waiting */
-		if (!follow || done)
+		if (res.restarted)
+			buf_reset(&line);
+		remote_show_log(chunk.data, chunk.len, tty, &line);
+		if (!follow)
 			break;
-		clock_sleep_ms(1000, NULL);
+		if (res.done) {
+			r = remote_logs_outcome(&res, a.job, &e);
+			break;
+		}
+		r = clock_sleep_ms(1000, &remote_cancel);
+		if (r) {
+			err_set(&e, r, "following the log of job %s was cancelled", a.job);
+			break;
+		}
 	}
 	if (line.len) {
 		fwrite(line.data, 1, line.len, stdout);
 		fputc('\n', stdout);
 	}
 out:
-	if (fd >= 0)
-		close(fd);
 	buf_release(&chunk);
 	buf_release(&line);
-	free(dir);
+	buf_release(&old);
 	free(path);
-	free(where);
-	return remote_finish(rc, &e, r, vc);
+	return remote_finish(r, &e, rm, vc);
 }
 
 struct remote_pull_args {
@@ -503,79 +574,83 @@ static int cmd_remote_pull(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct remote_args a = { 0 };
-	struct remote_pull_opts po = { 0 };
+	struct remote_pull_opts po = { .cancel = &remote_cancel };
 	struct remote_pull_result res;
-	struct remote *r = NULL;
+	struct cli_bar bar;
+	struct remote *rm = NULL;
 	struct vast_client *vc = NULL;
 	struct strv patterns = STRV_INIT;
 	char *dir = NULL;
 	struct err e = { 0 };
 	struct remote_pull_args pa = { &po, &patterns };
-	int rc;
+	int r;
 
-	rc = remote_getopt(argc, argv, "o:h", opts, "remote pull", cmd_remote_usage, &a,
-			   remote_pull_opt, &pa);
-	if (rc != -1) {
+	r = remote_getopt(argc, argv, "o:h", opts, "remote pull", cmd_remote_usage, &a,
+			  remote_pull_opt, &pa);
+	if (r != -1) {
 		strv_release(&patterns);
-		return rc;
+		return r;
 	}
-	rc = remote_connect(cli, &a, true, &r, &vc, &e);
-	if (!rc) {
+	cli_bar_init(&bar, NULL);
+	r = remote_connect(cli, &a, true, 0, &rm, &vc, &e);
+	if (!r) {
 		if (!po.dir)
 			po.dir = dir = xasprintf("%s-output", a.job);
 		po.patterns = patterns.n ? (const char *const *)patterns.v : NULL;
-		rc = remote_pull(r, a.job, &po, &res, &e);
+		r = remote_pull(rm, a.job, &po, a.json ? NULL : &bar.pg, &res, &e);
 	}
-	if (!rc && a.json) {
+	cli_bar_end(&bar);
+	if (!r && a.json) {
 		json_t *o = json_pack("{s:i, s:i, s:i, s:I, s:s}", "fetched", (int)res.fetched,
 				      "skipped", (int)res.skipped, "incomplete", (int)res.incomplete,
 				      "bytes", (json_int_t)res.bytes, "dir", po.dir);
 
 		json_print(stdout, o, 1);
 		json_decref(o);
-	} else if (!rc) {
+	} else if (!r) {
 		printf("fetched %zu (%llu bytes), already here %zu, still being written %zu -> %s\n",
 		       res.fetched, (unsigned long long)res.bytes, res.skipped, res.incomplete,
 		       po.dir);
 	}
 	strv_release(&patterns);
 	free(dir);
-	return remote_finish(rc, &e, r, vc);
+	return remote_finish(r, &e, rm, vc);
 }
 
 static int cmd_remote_exec(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = { REMOTE_COMMON_OPTS, { NULL, 0, NULL, 0 } };
 	struct remote_args a = { 0 };
-	struct remote *r = NULL;
+	struct remote *rm = NULL;
 	struct vast_client *vc = NULL;
 	struct buf cmd = BUF_INIT, out = BUF_INIT, errout = BUF_INIT;
+	struct remote_io io = { .cancel = &remote_cancel };
 	struct err e = { 0 };
-	int rc, status = 0;
+	int r, status = 0;
 
-	rc = remote_getopt(argc, argv, "+h", opts, "remote exec", cmd_remote_usage, &a, NULL, NULL);
-	if (rc != -1)
-		return rc;
+	r = remote_getopt(argc, argv, "+h", opts, "remote exec", cmd_remote_usage, &a, NULL, NULL);
+	if (r != -1)
+		return r;
 	if (optind < argc && !strcmp(argv[optind], "--"))
 		optind++;
 	if (optind >= argc)
 		return cli_usage("remote exec", "give the command after --");
 	for (int i = optind; i < argc; i++)
 		remote_cmdf(&cmd, i > optind ? " %q" : "%q", argv[i]);
-	rc = remote_connect(cli, &a, false, &r, &vc, &e);
-	if (!rc)
-		rc = remote_exec(r, cmd.data, NULL, &out, &errout, &status, &e);
+	r = remote_connect(cli, &a, false, 0, &rm, &vc, &e);
+	if (!r)
+		r = remote_exec(rm, cmd.data, &io, &out, &errout, &status, &e);
 	fwrite(out.data, 1, out.len, stdout);
 	fwrite(errout.data, 1, errout.len, stderr);
 	buf_release(&cmd);
 	buf_release(&out);
 	buf_release(&errout);
-	if (!rc && status) {
-		remote_close(r);
+	if (!r && status) {
+		remote_close(rm);
 		vast_client_free(vc);
 		return status; /* the command's own status */
 	}
-	return remote_finish(rc, &e, r, vc);
+	return remote_finish(r, &e, rm, vc);
 }
 
 int cmd_remote(struct cli *cli, int argc, char **argv)
@@ -589,42 +664,57 @@ int cmd_remote(struct cli *cli, int argc, char **argv)
 		{ "pull", cmd_remote_pull, NULL, NULL },
 		{ "exec", cmd_remote_exec, NULL, NULL },
 	};
+	struct sigaction sa, old_int, old_term;
+	int status;
 
-	return cli_dispatch(cli, "remote", subs, sizeof(subs) / sizeof(subs[0]), cmd_remote_usage, argc, argv);
+	cancel_init(&remote_cancel);
+	remote_signal = 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = remote_on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	status = cli_dispatch(cli, "remote", subs, sizeof(subs) / sizeof(subs[0]),
+			      cmd_remote_usage, argc, argv);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	cancel_release(&remote_cancel);
+	return status;
 }
 
 int cmd_ssh(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = { REMOTE_COMMON_OPTS, { NULL, 0, NULL, 0 } };
 	struct remote_args a = { 0 };
-	struct remote *r = NULL;
+	struct remote *rm = NULL;
 	struct vast_client *vc = NULL;
 	struct buf cmd = BUF_INIT;
 	struct err e = { 0 };
 	char *dir = NULL;
-	int rc, status = 0;
+	int r, status = 0;
 
-	rc = remote_getopt(argc, argv, "h", opts, "ssh", cmd_ssh_usage, &a, NULL, NULL);
-	if (rc != -1)
-		return rc;
+	r = remote_getopt(argc, argv, "h", opts, "ssh", cmd_ssh_usage, &a, NULL, NULL);
+	if (r != -1)
+		return r;
 	if (optind < argc && !a.target)
 		a.target = argv[optind++];
 	if (optind < argc)
 		return cli_usage("ssh", "unexpected argument '%s'", argv[optind]);
-	rc = remote_connect(cli, &a, false, &r, &vc, &e);
-	if (!rc && a.job)
-		rc = remote_job_check(a.job, &e);
-	if (!rc) {
-		dir = a.job ? remote_job_root(r, a.job) : xstrdup(remote_target_of(r)->root);
+	r = remote_connect(cli, &a, false, 0, &rm, &vc, &e);
+	if (!r && a.job)
+		r = remote_job_check(a.job, &e);
+	if (!r) {
+		dir = a.job ? remote_job_root(rm, a.job) : xstrdup(remote_target_of(rm)->root);
 		remote_cmdf(&cmd, "mkdir -p %q && cd %q && exec \"${SHELL:-/bin/sh}\" -l", dir, dir);
-		rc = remote_interactive(r, cmd.data, &status, &e);
+		r = remote_interactive(rm, cmd.data, &status, &e);
 	}
 	buf_release(&cmd);
 	free(dir);
-	if (!rc && status) {
-		remote_close(r);
+	if (!r && status) {
+		remote_close(rm);
 		vast_client_free(vc);
 		return status;
 	}
-	return remote_finish(rc, &e, r, vc);
+	return remote_finish(r, &e, rm, vc);
 }

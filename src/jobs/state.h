@@ -1,5 +1,5 @@
 /* A job's states and the moves between them (docs/jobs.md). Pure: the
- * table ARCHITECTURE.md draws, the names the queue stores and the CLI and
+ * table docs/design.md draws, the names the queue stores and the CLI and
  * API print, which states are terminal, and which moves are legal. Only
  * jobs/run.c moves a job; it asks here first. */
 #ifndef FERRY_JOBS_STATE_H

@@ -149,7 +149,7 @@ struct pattern {
 	bool early_only;        /* counts only before training starts */
 };
 
-/* Log text that shows a failure (shared/reference/ai-toolkit.md §4, §7),
+/* Log text that shows a failure (docs/reference/ai-toolkit.md §4, §7),
  * most specific first; docs/recipes.md lists them. */
 static const struct pattern patterns[] = {
 	{ RECIPE_FAIL_OOM, "CUDA out of memory", false },

@@ -257,11 +257,13 @@ else
 		# A stop that came while this process was being forked.
 		[ ! -e state/stopping ] || exit 143
 		if [ -f ./env ]; then
+			# shellcheck source=/dev/null # written by ferry
 			if ! (set -a && . ./env) </dev/null >/dev/null 2>&1; then
 				printf '%s\n' '[ferry] the env file could not be read; the trainer was not started' >&2
 				exit 126
 			fi
 			set -a
+			# shellcheck source=/dev/null
 			. ./env
 			set +a
 		fi

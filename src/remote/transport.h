@@ -11,34 +11,9 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/clock.h"
 #include "config/config.h"
-
-struct vast_client;
-
-enum remote_kind { REMOTE_SSH, REMOTE_LOCAL };
-
-/* Where: a host and the folder job roots live in. */
-struct remote_target {
-	enum remote_kind kind;
-	char *user;              /* ssh: login (default root) */
-	char *host;              /* ssh */
-	int port;                /* ssh (default 22) */
-	char *root;              /* job roots' parent: remote.root, or local:DIR */
-	long long instance;      /* the Vast instance it was resolved from, or 0 */
-};
-
-/* Parse "ssh://[user@]host[:port]", "[user@]host[:port]", "local" or
- * "local:DIR". `root` is remote.root (ssh targets and plain "local"). */
-int remote_target_parse(const char *spec, const char *root, struct remote_target *t,
-			struct err *e);
-/* Resolve a Vast instance: direct public_ipaddr + ports["22/tcp"] when
- * mapped, else ssh_host:ssh_port; user root. ERR_NOTFOUND while it has no
- * SSH endpoint yet. */
-int remote_target_instance(struct vast_client *c, long long id, const char *root,
-			   struct remote_target *t, struct err *e);
-void remote_target_release(struct remote_target *t);
-/* "ssh://root@1.2.3.4:22" or "local:/dir", for messages (a new string). */
-char *remote_target_describe(const struct remote_target *t);
+#include "remote/target.h"
 
 struct remote;
 
@@ -47,8 +22,8 @@ struct remote;
 int remote_open(struct remote **out, const struct remote_target *t, const struct config *cfg,
 		struct err *e);
 /* Ends the ControlMaster (ssh -O exit); a no-op for local targets. */
-void remote_close(struct remote *r);
-const struct remote_target *remote_target_of(const struct remote *r);
+void remote_close(struct remote *rm);
+const struct remote_target *remote_target_of(const struct remote *rm);
 
 struct remote_io {
 	const void *input;       /* bytes for stdin, or NULL */
@@ -60,15 +35,18 @@ struct remote_io {
 	int timeout_ms;          /* <= 0: none */
 	void (*tick)(void *arg); /* progress, about every 200 ms */
 	void *tick_arg;
+	struct cancel *cancel;   /* set: the command is killed, ERR_CANCELLED */
 };
 
 /* Run `cmd` (a POSIX sh command line) on the target. 0 with *status the
  * command's exit status; ERR_CONN when ssh could not connect or the
  * connection dropped (ssh's 255), with ssh's own message; ERR_TIMEOUT
- * when the limit passed (the whole process group is killed). */
-int remote_exec(struct remote *r, const char *cmd, const struct remote_io *io, struct buf *out,
+ * when the limit passed, ERR_CANCELLED when io->cancel was set (the whole
+ * local process group is killed either way; over SSH, what the command
+ * started on the target sees its input end and its output closed). */
+int remote_exec(struct remote *rm, const char *cmd, const struct remote_io *io, struct buf *out,
 		struct buf *errout, int *status, struct err *e);
 /* The same, interactive (a terminal when there is one), for `ferry ssh`. */
-int remote_interactive(struct remote *r, const char *cmd, int *status, struct err *e);
+int remote_interactive(struct remote *rm, const char *cmd, int *status, struct err *e);
 
 #endif

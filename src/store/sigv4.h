@@ -1,5 +1,5 @@
 /* AWS Signature Version 4, written here because libcurl 7.88's own signer
- * gets S3 wrong (../shared/reference/s3-r2.md): the canonical request with
+ * gets S3 wrong (docs/reference/s3-r2.md): the canonical request with
  * the path and a sorted query RFC 3986-encoded, the signed headers and the
  * payload's SHA-256; the header form (an Authorization header) and the
  * presigned form (the signature in the query). Proven against AWS's

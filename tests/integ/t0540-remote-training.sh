@@ -2,7 +2,8 @@
 # A whole training round on a target with the ai-toolkit stand-in
 # (examples/trainer): push the dataset, launch, follow the log to the end,
 # pull the checkpoints, samples and final LoRA; a trainer killed by SIGKILL
-# reads 137 and its newest checkpoint resumes on relaunch. Local transport
+# reads 137 (status and logs -f exit 1) and its newest checkpoint resumes
+# on relaunch. Local transport
 # and a real sshd.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/sshd.sh"
@@ -38,8 +39,10 @@ round() {
 	t_ok "$name: push for the second job" "$FERRY" remote push --target "$target" --job run2 ds.tar
 	t_ok "$name: launch one that dies" "$FERRY" remote launch --target "$target" --job run2 --config "$config" --env-file env2 --heartbeat 1 -- python3 "$trainer" config.json
 	for _ in $(seq 100); do [ -f "$root/run2/state/exit" ] && break; sleep 0.2; done
-	t_ok "$name: status" "$FERRY" remote status --target "$target" --job run2 --json
+	t_fails "$name: status of the killed run fails" 1 "$FERRY" remote status --target "$target" --job run2 --json
 	t_eq "$name: exited 137" "$(pyq "$T_OUT" '(d["state"], d["exit_code"])')" "('exited', 137)"
+	T_TIMEOUT=60 t_fails "$name: and logs -f of it" 1 "$FERRY" remote logs --target "$target" --job run2 -f
+	t_match "$name: saying how it ended" "$(cat "$T_ERR")" "exited with status 137"
 	t_ok "$name: relaunch" "$FERRY" remote launch --target "$target" --job run2 --config "$config" --env-file env2 --heartbeat 1 -- python3 "$trainer" config.json
 	t_ok "$name: logs -f" "$FERRY" remote logs --target "$target" --job run2 -f
 	t_match "$name: it resumed" "$(cat "$T_OUT")" "RESUMING FROM"

@@ -1,5 +1,5 @@
 /* Unit tests for src/recipe/outputs: ai-toolkit's output folder
- * (shared/reference/ai-toolkit.md §3) read from a listing or a folder:
+ * (docs/reference/ai-toolkit.md §3) read from a listing or a folder:
  * checkpoints and steps, the final LoRA, samples with step and prompt,
  * the optimizer state, what a resume needs and what is never published. */
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 /* Unit tests for src/recipe/scan: ai-toolkit's console log as
- * shared/reference/ai-toolkit.md §4 and §7 describe it: phases, the
+ * docs/reference/ai-toolkit.md §4 and §7 describe it: phases, the
  * training bar and only it, saves and resumes, every failure code, ANSI and
  * \r handling, one-byte and random chunking, and a 1 GiB log in constant
  * memory. */

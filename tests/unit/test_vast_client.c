@@ -1,6 +1,6 @@
 /* Unit tests for the Vast.ai API client against a real HTTP server on
  * loopback (testutil's tu_http), with the shapes of the real API
- * (docs: shared/reference/vast-api.md sections 1, 5, 6 and 7): routes,
+ * (docs: docs/reference/vast-api.md sections 1, 5, 6 and 7): routes,
  * auth, bodies, every error shape, the bad-key rule, what is retried and
  * what never is (create), v1 list pagination, and the calls built on
  * vast_call. No assertion here may pass with the key in a message. */
