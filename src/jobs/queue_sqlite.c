@@ -462,58 +462,57 @@ static int qs_migrations(struct qs_migration *m, int *n, struct err *e)
 	return 0;
 }
 
-static int qs_pragma_int(struct qs *s, const char *sql, int *out, struct err *e)
+/* Whether the file is a ferry queue (or empty) that this ferry can use;
+ * *version is its schema version. One statement reads all three, so one
+ * snapshot: another connection may be migrating the file right now. */
+static int qs_identify(struct qs *s, int known, int *version, struct err *e)
 {
+	const char *what = "reading the schema version";
 	sqlite3_stmt *st = NULL;
-	int r = qs_prep(s, e, "reading the schema version", &st, sql, NULL);
+	int app = 0, tables = 0;
+	int r = qs_prep(s, e, what, &st,
+			"SELECT (SELECT user_version FROM pragma_user_version),"
+			" (SELECT application_id FROM pragma_application_id),"
+			" (SELECT count(*) FROM sqlite_schema)", NULL);
 
 	if (!r)
-		r = qs_step(s, st, "reading the schema version", e);
-	if (r > 0)
-		*out = sqlite3_column_int(st, 0);
+		r = qs_step(s, st, what, e);
+	if (r > 0) {
+		r = 0;
+		*version = sqlite3_column_int(st, 0);
+		app = sqlite3_column_int(st, 1);
+		tables = sqlite3_column_int(st, 2);
+	}
 	sqlite3_finalize(st);
-	return r < 0 ? r : 0;
+	if (r)
+		return r;
+	if (app != QS_APP_ID && (app || *version || tables))
+		return err_set(e, ERR_FORMAT, "queue %s is a SQLite database of another program,"
+			       " not a ferry queue; the queue location must name a ferry queue file",
+			       s->path);
+	if (*version > known)
+		return err_set(e, ERR_FORMAT, "queue %s has schema version %d, newer than the %d"
+			       " this ferry knows: a newer ferry wrote it, and only that one can"
+			       " use it", s->path, *version, known);
+	return 0;
 }
 
-/* Whether the file is a ferry queue at the current version; migrate it
- * there (or make it) in one transaction when older. */
-static int qs_migrate(struct qs *s, struct err *e)
+/* Take the file from `version` to the last of the n steps, in one
+ * transaction. */
+static int qs_migrate(struct qs *s, const struct qs_migration *m, int n, int version,
+		      struct err *e)
 {
 	const char *what = "migrating the schema";
-	struct qs_migration m[QS_MAX_MIGRATIONS];
-	int n = 0, version = 0, app = 0, tables = 0, r;
 	char sql[96];
+	int r;
 
-	r = qs_migrations(m, &n, e);
-	if (r)
-		goto out;
-	r = qs_pragma_int(s, "PRAGMA user_version", &version, e);
-	if (!r)
-		r = qs_pragma_int(s, "PRAGMA application_id", &app, e);
-	if (r || (version == n && app == QS_APP_ID))
-		goto out;
+	if (version == n)
+		return 0;
 	/* Another connection may be migrating too: look again holding the lock. */
 	r = qs_begin(s, what, e);
-	if (!r)
-		r = qs_pragma_int(s, "PRAGMA user_version", &version, e);
-	if (!r)
-		r = qs_pragma_int(s, "PRAGMA application_id", &app, e);
-	if (!r)
-		r = qs_pragma_int(s, "SELECT count(*) FROM sqlite_schema", &tables, e);
 	if (r)
-		goto end;
-	if (app != QS_APP_ID && (app || version || tables)) {
-		r = err_set(e, ERR_FORMAT, "queue %s is a SQLite database of another program, not"
-			    " a ferry queue; the queue location must name a ferry queue file",
-			    s->path);
-		goto end;
-	}
-	if (version > n) {
-		r = err_set(e, ERR_FORMAT, "queue %s has schema version %d, newer than the %d this"
-			    " ferry knows: a newer ferry wrote it, and only that one can use it",
-			    s->path, version, n);
-		goto end;
-	}
+		return r;
+	r = qs_identify(s, n, &version, e);
 	for (int i = version; i < n && !r; i++) {
 		int rc = sqlite3_exec(s->db, m[i].sql, NULL, NULL, NULL);
 
@@ -524,14 +523,9 @@ static int qs_migrate(struct qs *s, struct err *e)
 	}
 	snprintf(sql, sizeof(sql), "PRAGMA application_id = %d; PRAGMA user_version = %d",
 		 QS_APP_ID, n);
-	if (!r)
+	if (!r && version < n)
 		r = qs_exec(s, sql, what, e);
-end:
-	r = qs_end(s, r, what, e);
-out:
-	for (int i = 0; i < n; i++)
-		free(m[i].sql);
-	return r;
+	return qs_end(s, r, what, e);
 }
 
 static void qs_close(struct queue *q)
@@ -550,13 +544,17 @@ static const struct queue_ops qs_ops;
 int queue_sqlite_open(struct queue **q, const char *path, struct err *e)
 {
 	struct qs *s = xcalloc(1, sizeof(*s));
+	struct qs_migration m[QS_MAX_MIGRATIONS];
 	sqlite3_stmt *st = NULL;
+	int n = 0, version = 0, rc, r;
 	const char *mode;
-	int rc, r;
 
 	*q = NULL;
 	s->q.ops = &qs_ops;
 	s->path = xstrdup(path);
+	r = qs_migrations(m, &n, e);
+	if (r)
+		goto out;
 	r = fsx_mkdir_parent(path, 0700, e);
 	if (r) {
 		err_prefix(e, "queue %s", path);
@@ -569,8 +567,11 @@ int queue_sqlite_open(struct queue **q, const char *path, struct err *e)
 	}
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, QS_BUSY_MS);
-	/* journal_mode is the first statement to read the file: a file that
-	 * is not a database fails here. */
+	/* Before anything is written: a file that is not a database, or is
+	 * another program's, is left as it was. */
+	r = qs_identify(s, n, &version, e);
+	if (r)
+		goto out;
 	r = qs_prep(s, e, "opening", &st, "PRAGMA journal_mode = WAL", NULL);
 	if (!r)
 		r = qs_step(s, st, "opening", e);
@@ -582,17 +583,20 @@ int queue_sqlite_open(struct queue **q, const char *path, struct err *e)
 			    " keep the queue on a local file system", path, mode ? mode : "?");
 		goto out;
 	}
-	r = 0;
 	sqlite3_finalize(st);
 	st = NULL;
 	/* FULL: the intent of a paid act must survive a power cut too, and a
-	 * commit's one fsync is cheap at the queue's rate of writes. */
-	r = qs_exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-		    " PRAGMA trusted_schema = OFF", "opening", e);
+	 * commit's one fsync is cheap at the queue's rate of writes.
+	 * trusted_schema stays on: the tables' CHECKs call json_valid(), which
+	 * SQLite 3.40 does not count as innocuous, and the file lives in the
+	 * user's own private folder. */
+	r = qs_exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON", "opening", e);
 	if (!r)
-		r = qs_migrate(s, e);
+		r = qs_migrate(s, m, n, version, e);
 out:
 	sqlite3_finalize(st);
+	for (int i = 0; i < n; i++)
+		free(m[i].sql);
 	if (r) {
 		qs_close(&s->q);
 		return r;
@@ -636,6 +640,7 @@ static int qs_submit(struct queue *q, const char *id, const json_t *spec, struct
 {
 	const char *what = "submitting a job";
 	struct qs *s = qs_of(q);
+	sqlite3_stmt *st = NULL;
 	long long now = 0;
 	int r = qs_check_id(s, id, e);
 
@@ -647,20 +652,29 @@ static int qs_submit(struct queue *q, const char *id, const json_t *spec, struct
 	r = qs_begin(s, what, e);
 	if (r)
 		return r;
-	now = qs_now_ms();
-	r = qs_run(s, e, what, NULL,
-		   "INSERT INTO jobs (id, state, spec, created_ms, updated_ms)"
-		   " VALUES (?1, 'QUEUED', ?2, ?3, ?3)", "tji", id, spec, now);
-	if (r && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
-		r = err_set(e, ERR_EXISTS, "queue %s: job %s already exists", s->path, id);
+	/* Creation times are strictly increasing, so that claim and list keep
+	 * the order jobs came in, within a millisecond too. */
+	r = qs_prep(s, e, what, &st,
+		    "INSERT INTO jobs (id, state, spec, created_ms, updated_ms)"
+		    " SELECT ?1, 'QUEUED', ?2, t, t FROM (SELECT max(?3,"
+		    " coalesce(max(created_ms) + 1, 0)) AS t FROM jobs) RETURNING created_ms",
+		    "tji", id, spec, qs_now_ms());
 	if (!r)
+		r = qs_step(s, st, what, e);
+	if (r < 0 && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+		r = err_set(e, ERR_EXISTS, "queue %s: job %s already exists", s->path, id);
+	if (r > 0)
+		now = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (r > 0)
 		r = qs_state_event(s, id, -1, JOB_QUEUED, NULL, now, e);
 	return qs_end(s, r, what, e);
 }
 
 static int qs_check_owner(struct qs *s, const char *owner, int lease_s, struct err *e)
 {
-	if (!owner || !*owner || strlen(owner) >= sizeof(((struct job_lease *)0)->owner))
+	if (!owner || !*owner || strnlen(owner, sizeof(((struct job_lease *)0)->owner)) ==
+	    sizeof(((struct job_lease *)0)->owner))
 		return err_set(e, ERR_USAGE, "queue %s: a lease owner must be 1 to %zu bytes",
 			       s->path, sizeof(((struct job_lease *)0)->owner) - 1);
 	if (lease_s <= 0)
