@@ -304,6 +304,25 @@ static int qs_job_exists(struct qs *s, const char *id, const char *what, struct 
 	return r;
 }
 
+/* Job `id`'s row: `cols` (", a, b") after its state, which is parsed
+ * into *state. The caller finalizes *st, positioned on the row. */
+static int qs_job_row(struct qs *s, const char *id, const char *cols, const char *what,
+		      sqlite3_stmt **st, enum job_state *state, struct err *e)
+{
+	char sql[256];
+	int r;
+
+	snprintf(sql, sizeof(sql), "SELECT state%s FROM jobs WHERE id = ?1", cols);
+	r = qs_prep(s, e, what, st, sql, "t", id);
+	if (!r)
+		r = qs_step(s, *st, what, e);
+	if (r == 0)
+		r = qs_no_job(s, id, e);
+	if (r > 0)
+		r = qs_state(s, *st, 0, id, state, e);
+	return r;
+}
+
 /* ---- the lease ---------------------------------------------------------- */
 
 struct qs_held {
@@ -319,6 +338,7 @@ static int qs_hold(struct qs *s, const struct job_lease *l, long long now, bool 
 {
 	const char *what = "checking a lease";
 	sqlite3_stmt *st = NULL;
+	enum job_state state;
 	const char *owner;
 	long long fence, expires;
 	int r;
@@ -326,16 +346,10 @@ static int qs_hold(struct qs *s, const struct job_lease *l, long long now, bool 
 	if (!l || !qs_fits(l->job, sizeof(l->job)) || !qs_fits(l->owner, sizeof(l->owner)))
 		return err_set(e, ERR_USAGE, "queue %s: a write for a job needs its lease",
 			       s->path);
-	r = qs_prep(s, e, what, &st,
-		    "SELECT state, lease_owner, lease_fence, lease_expires_ms, attempt"
-		    " FROM jobs WHERE id = ?1", "t", l->job);
-	if (!r)
-		r = qs_step(s, st, what, e);
-	if (r == 0)
-		r = qs_no_job(s, l->job, e);
-	if (r < 0)
+	r = qs_job_row(s, l->job, ", lease_owner, lease_fence, lease_expires_ms, attempt", what,
+		       &st, &state, e);
+	if (r)
 		goto out;
-	r = 0;
 	owner = qs_text(st, 1);
 	fence = sqlite3_column_int64(st, 2);
 	expires = sqlite3_column_int64(st, 3);
@@ -361,7 +375,7 @@ static int qs_hold(struct qs *s, const struct job_lease *l, long long now, bool 
 		goto out;
 	}
 	if (h) {
-		r = qs_state(s, st, 0, l->job, &h->state, e);
+		h->state = state;
 		h->attempt = sqlite3_column_int(st, 4);
 	}
 out:
@@ -528,6 +542,39 @@ static int qs_migrate(struct qs *s, const struct qs_migration *m, int n, int ver
 	return qs_end(s, r, what, e);
 }
 
+/* Switching a file to WAL needs it alone for a moment, and SQLite answers
+ * SQLITE_BUSY at once, without waiting, while another connection opens it
+ * too: try again until the busy timeout. */
+static int qs_wal(struct qs *s, struct err *e)
+{
+	long long deadline = clock_mono_ms() + QS_BUSY_MS;
+	sqlite3_stmt *st = NULL;
+	const char *mode;
+	int rc, r;
+
+	for (;;) {
+		r = qs_prep(s, e, "opening", &st, "PRAGMA journal_mode = WAL", NULL);
+		if (r)
+			return r;
+		rc = sqlite3_step(st);
+		if ((rc & 0xff) != SQLITE_BUSY || clock_mono_ms() >= deadline)
+			break;
+		sqlite3_finalize(st);
+		clock_sleep_ms(10, NULL);
+	}
+	if (rc != SQLITE_ROW) {
+		r = qs_fail(s, e, rc, "opening");
+		goto out;
+	}
+	mode = qs_text(st, 0);
+	if (!mode || strcmp(mode, "wal"))
+		r = err_set(e, ERR_IO, "queue %s: cannot use a write-ahead log (journal mode %s);"
+			    " keep the queue on a local file system", s->path, mode ? mode : "?");
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
 static void qs_close(struct queue *q)
 {
 	struct qs *s = qs_of(q);
@@ -545,9 +592,7 @@ int queue_sqlite_open(struct queue **q, const char *path, struct err *e)
 {
 	struct qs *s = xcalloc(1, sizeof(*s));
 	struct qs_migration m[QS_MAX_MIGRATIONS];
-	sqlite3_stmt *st = NULL;
 	int n = 0, version = 0, rc, r;
-	const char *mode;
 
 	*q = NULL;
 	s->q.ops = &qs_ops;
@@ -572,19 +617,9 @@ int queue_sqlite_open(struct queue **q, const char *path, struct err *e)
 	r = qs_identify(s, n, &version, e);
 	if (r)
 		goto out;
-	r = qs_prep(s, e, "opening", &st, "PRAGMA journal_mode = WAL", NULL);
-	if (!r)
-		r = qs_step(s, st, "opening", e);
-	if (r < 0)
+	r = qs_wal(s, e);
+	if (r)
 		goto out;
-	mode = qs_text(st, 0);
-	if (r == 0 || !mode || strcmp(mode, "wal")) {
-		r = err_set(e, ERR_IO, "queue %s: cannot use a write-ahead log (journal mode %s);"
-			    " keep the queue on a local file system", path, mode ? mode : "?");
-		goto out;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
 	/* FULL: the intent of a paid act must survive a power cut too, and a
 	 * commit's one fsync is cheap at the queue's rate of writes.
 	 * trusted_schema stays on: the tables' CHECKs call json_valid(), which
@@ -594,7 +629,6 @@ int queue_sqlite_open(struct queue **q, const char *path, struct err *e)
 	if (!r)
 		r = qs_migrate(s, m, n, version, e);
 out:
-	sqlite3_finalize(st);
 	for (int i = 0; i < n; i++)
 		free(m[i].sql);
 	if (r) {
@@ -704,15 +738,7 @@ static int qs_claim(struct queue *q, const char *job, const char *owner, int lea
 	if (job) {
 		enum job_state state;
 
-		r = qs_prep(s, e, what, &st, "SELECT state, lease_owner, lease_expires_ms FROM jobs"
-			    " WHERE id = ?1", "t", job);
-		if (!r)
-			r = qs_step(s, st, what, e);
-		if (r == 0)
-			r = qs_no_job(s, job, e);
-		if (r < 0)
-			goto out;
-		r = qs_state(s, st, 0, job, &state, e);
+		r = qs_job_row(s, job, ", lease_owner, lease_expires_ms", what, &st, &state, e);
 		if (r)
 			goto out;
 		if (job_state_terminal(state)) {
@@ -978,15 +1004,8 @@ static int qs_request_cancel(struct queue *q, const char *id, struct err *e)
 	if (r)
 		return r;
 	now = qs_now_ms();
-	r = qs_prep(s, e, what, &st, "SELECT state, lease_owner, lease_expires_ms,"
-		    " cancel_requested FROM jobs WHERE id = ?1", "t", id);
-	if (!r)
-		r = qs_step(s, st, what, e);
-	if (r == 0)
-		r = qs_no_job(s, id, e);
-	if (r < 0)
-		goto out;
-	r = qs_state(s, st, 0, id, &state, e);
+	r = qs_job_row(s, id, ", lease_owner, lease_expires_ms, cancel_requested", what, &st,
+		       &state, e);
 	if (r)
 		goto out;
 	held = qs_text(st, 1) && sqlite3_column_int64(st, 2) > now;
@@ -1031,14 +1050,7 @@ static int qs_retry(struct queue *q, const char *id, struct err *e)
 	if (r)
 		return r;
 	now = qs_now_ms();
-	r = qs_prep(s, e, what, &st, "SELECT state FROM jobs WHERE id = ?1", "t", id);
-	if (!r)
-		r = qs_step(s, st, what, e);
-	if (r == 0)
-		r = qs_no_job(s, id, e);
-	if (r < 0)
-		goto out;
-	r = qs_state(s, st, 0, id, &state, e);
+	r = qs_job_row(s, id, "", what, &st, &state, e);
 	if (r)
 		goto out;
 	if (!job_state_terminal(state)) {

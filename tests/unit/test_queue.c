@@ -1332,7 +1332,7 @@ static void test_concurrent_open(void **state)
 	char *path = fsx_join(f->dir, "fresh/queue.db");
 	sqlite3 *db;
 
-	for (int round = 0; round < 5; round++) {
+	for (int round = 0; round < 20; round++) {
 		char *p = xasprintf("%s.%d", path, round);
 
 		pthread_barrier_init(&start, NULL, 2);
