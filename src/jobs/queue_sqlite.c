@@ -353,12 +353,18 @@ static int qs_hold(struct qs *s, const struct job_lease *l, long long now, bool 
 	owner = qs_text(st, 1);
 	fence = sqlite3_column_int64(st, 2);
 	expires = sqlite3_column_int64(st, 3);
-	if (!owner || fence != l->fence) {
+	if (!owner) {
+		r = err_set(e, ERR_CHANGED,
+			    "queue %s: job %s: this worker no longer holds it (its lease was"
+			    " released, or a cancel or retry took it back); it must write nothing"
+			    " more for it", s->path, l->job);
+		goto out;
+	}
+	if (fence != l->fence) {
 		r = err_set(e, ERR_CHANGED,
 			    "queue %s: job %s: its lease passed to another worker (%s, fence %lld;"
 			    " this one held fence %lld); this worker must write nothing more"
-			    " for it", s->path, l->job, owner ? owner : "released",
-			    fence, l->fence);
+			    " for it", s->path, l->job, owner, fence, l->fence);
 		goto out;
 	}
 	if (strcmp(owner, l->owner)) {

@@ -465,6 +465,7 @@ static void test_renew_release(void **state)
 	queue_job_release(&j);
 	/* Released: nothing more under it, and the next claim has a new fence. */
 	assert_int_equal(q->ops->release(q, &l, &e), ERR_CHANGED);
+	assert_non_null(strstr(e.msg, "released"));
 	assert_int_equal(q->ops->renew(q, &l, 60, &e), ERR_CHANGED);
 	assert_int_equal(q->ops->set_state(q, &l, JOB_PREPARING, NULL, &e), ERR_CHANGED);
 	l2 = claim(q, NULL, "w2");
