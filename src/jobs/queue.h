@@ -6,7 +6,10 @@
  * A worker holds a job through a lease: an owner, an expiry and a fencing
  * token that grows with every claim. Every write for a job made under a
  * lease carries the token and fails with ERR_CHANGED once the lease has
- * passed to someone else: a worker that lost its job writes nothing more. */
+ * passed to someone else: a worker that lost its job writes nothing more.
+ *
+ * A `struct queue` is one connection: use it from one thread at a time.
+ * Each worker thread and the API open their own; they may share a file. */
 #ifndef FERRY_JOBS_QUEUE_H
 #define FERRY_JOBS_QUEUE_H
 
@@ -43,6 +46,8 @@ struct queue_job {
 };
 
 void queue_job_release(struct queue_job *j);
+/* Release each of a list's jobs, then the list. */
+void queue_jobs_free(struct queue_job *v, size_t n);
 
 /* A rented (or used) machine of a job. The row is written before the
  * create is sent (instance_id 0), then filled in. */
@@ -71,6 +76,7 @@ struct queue_artifact {
 };
 
 void queue_artifact_release(struct queue_artifact *a);
+void queue_artifacts_free(struct queue_artifact *v, size_t n);
 
 struct queue_event {
 	long long id;             /* across all jobs, increasing */
@@ -83,9 +89,10 @@ struct queue_event {
 
 void queue_events_free(struct queue_event *v, size_t n);
 
+/* list: newest first. */
 struct queue_filter {
-	bool all;                 /* terminal jobs too */
-	const enum job_state *states; /* NULL: any */
+	bool all;                 /* terminal jobs too (when states is NULL) */
+	const enum job_state *states; /* exactly these; NULL: any (see all) */
 	size_t nstates;
 	size_t limit;             /* 0: all */
 };
@@ -96,7 +103,12 @@ struct queue_ops {
 
 	/* Jobs. submit: ERR_EXISTS when the id is taken. claim: the oldest
 	 * runnable job (not terminal, no live lease), ERR_NOTFOUND when none;
-	 * with a `job`, that one only. renew: ERR_CHANGED when lost. */
+	 * with a `job`, that one only: ERR_NOTFOUND when it is unknown or
+	 * ended, ERR_EXISTS while another lease on it is live. renew:
+	 * ERR_CHANGED when lost (it may revive a lease that expired unclaimed:
+	 * nobody else held it in between). release clears a lease that is
+	 * still this one, expired or not. Every other write under a lease
+	 * fails with ERR_CHANGED once it expired or passed on. */
 	int (*submit)(struct queue *q, const char *id, const json_t *spec, struct err *e);
 	int (*claim)(struct queue *q, const char *job, const char *owner, int lease_s,
 		     struct job_lease *l, struct err *e);
@@ -105,33 +117,45 @@ struct queue_ops {
 	int (*get)(struct queue *q, const char *id, struct queue_job *j, struct err *e);
 	int (*list)(struct queue *q, const struct queue_filter *f, struct queue_job **v,
 		    size_t *n, struct err *e);
-	/* Under the lease; the move must be legal (job_state_can_move). */
+	/* Under the lease; the move must be legal (job_state_can_move), else
+	 * ERR_USAGE. A NULL reason keeps the job's reason. Appends a "state"
+	 * event {"from", "to", "reason"}. */
 	int (*set_state)(struct queue *q, const struct job_lease *l, enum job_state to,
 			 const char *reason, struct err *e);
+	/* Replace the data (NULL: keep it) and the cost. */
 	int (*set_data)(struct queue *q, const struct job_lease *l, const json_t *data,
 			double cost_usd, struct err *e);
 	/* From anyone: a queued job is cancelled at once, a running one is
 	 * marked for its worker. ERR_NOTFOUND, or ERR_EXISTS when it already ended. */
 	int (*request_cancel)(struct queue *q, const char *id, struct err *e);
-	/* A FAILED or CANCELLED job back to QUEUED, attempt + 1. */
+	/* A FAILED or CANCELLED job back to QUEUED, attempt + 1, taken from any
+	 * lease. ERR_NOTFOUND; ERR_EXISTS when it has not ended; ERR_USAGE
+	 * when it succeeded. */
 	int (*retry)(struct queue *q, const char *id, struct err *e);
 
-	/* The intent of an act, before it: *step identifies it. */
+	/* The intent of an act, before it: *step identifies it. Any holder of
+	 * the job's lease may end it (a worker that took over resolves the
+	 * acts its predecessor left open). */
 	int (*step_begin)(struct queue *q, const struct job_lease *l, const char *act,
 			  const json_t *intent, long long *step, struct err *e);
 	int (*step_end)(struct queue *q, const struct job_lease *l, long long step,
 			const json_t *outcome, struct err *e);
-	/* The job's acts, oldest first: [{"id", "state", "act", "intent",
-	 * "outcome" (null while open), "started_at", "ended_at"}]. */
+	/* The job's acts, oldest first: [{"id", "state" (the job's, when it
+	 * began), "act", "intent", "outcome" (null while open), "started_at",
+	 * "ended_at" (milliseconds; null while open), "attempt", "fence"}]. */
 	int (*steps)(struct queue *q, const char *id, json_t **out, struct err *e);
 
-	/* Instances: put inserts (row 0, filled in) or updates by row. */
+	/* Instances: put inserts (row 0, filled in) or updates by row; an
+	 * empty label is the job's. ERR_EXISTS when the job would have two
+	 * instances not destroyed (invariant 2). */
 	int (*instance_put)(struct queue *q, const struct job_lease *l, struct queue_instance *in,
 			    struct err *e);
-	/* A job's instances (id) or, with NULL, every instance not destroyed. */
+	/* A job's instances (id), oldest first, or with NULL every instance
+	 * not destroyed, across jobs (by job). */
 	int (*instances)(struct queue *q, const char *id, struct queue_instance **v, size_t *n,
 			 struct err *e);
 
+	/* Insert or update the job's row for a->path. */
 	int (*artifact_put)(struct queue *q, const struct job_lease *l,
 			    const struct queue_artifact *a, struct err *e);
 	int (*artifacts)(struct queue *q, const char *id, struct queue_artifact **v, size_t *n,
