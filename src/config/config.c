@@ -272,7 +272,7 @@ int config_set_assignment(struct config *c, const char *assignment, struct err *
 	int r;
 
 	if (!eq || eq == assignment)
-		return err_set(e, ERR_USAGE, "--set wants KEY=VALUE, not '%s'", assignment);
+		return err_set(e, ERR_USAGE, "a setting is given as KEY=VALUE, not '%s'", assignment);
 	key = xstrndup(assignment, (size_t)(eq - assignment));
 	r = config_set(c, key, eq + 1, CONFIG_SRC_FLAG, e);
 	free(key);

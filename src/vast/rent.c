@@ -168,9 +168,12 @@ static int rent_destroy_all(struct rent_state *st, const struct vast_instance *v
 {
 	int r = 0;
 
-	for (size_t i = 0; i < n; i++)
-		if (v[i].id != keep && rent_destroy(st, v[i].id, why, e))
-			r = e ? e->code : ERR_FAIL;
+	for (size_t i = 0; i < n; i++) {
+		int rd = v[i].id != keep ? rent_destroy(st, v[i].id, why, e) : 0;
+
+		if (rd)
+			r = rd;
+	}
 	return r;
 }
 
