@@ -45,6 +45,13 @@ void cancel_init(struct cancel *c)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->cond, &ca);
 	pthread_condattr_destroy(&ca);
+	c->parent = NULL;
+}
+
+void cancel_init_child(struct cancel *c, const struct cancel *parent)
+{
+	cancel_init(c);
+	c->parent = parent;
 }
 
 void cancel_release(struct cancel *c)
@@ -68,7 +75,10 @@ void cancel_set_flag(struct cancel *c)
 
 bool cancel_is_set(const struct cancel *c)
 {
-	return c && atomic_load(&((struct cancel *)c)->set);
+	for (; c; c = c->parent)
+		if (atomic_load(&((struct cancel *)c)->set))
+			return true;
+	return false;
 }
 
 static void plain_sleep_ms(long long ms)
@@ -93,7 +103,7 @@ int clock_sleep_ms(long long ms, struct cancel *c)
 		long long now = clock_mono_ms(), slice;
 		struct timespec ts;
 
-		if (atomic_load(&c->set)) {
+		if (cancel_is_set(c)) {
 			pthread_mutex_unlock(&c->lock);
 			return ERR_CANCELLED;
 		}

@@ -24,15 +24,19 @@ struct cancel {
 	atomic_bool set;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	const struct cancel *parent; /* set too when this is (a worker's drain) */
 };
 
 #define CLOCK_CANCEL_POLL_MS 100
 
 void cancel_init(struct cancel *c);
+/* A token that is also set whenever `parent` is: a job's own cancel under
+ * the worker's drain. Sleepers see the parent within CLOCK_CANCEL_POLL_MS. */
+void cancel_init_child(struct cancel *c, const struct cancel *parent);
 void cancel_release(struct cancel *c);
 void cancel_set(struct cancel *c);
 void cancel_set_flag(struct cancel *c);
-/* False for a NULL token. */
+/* False for a NULL token; true when it or a parent of it is set. */
 bool cancel_is_set(const struct cancel *c);
 
 /* Sleep `ms` milliseconds (through EINTR), or until `c` (may be NULL) is

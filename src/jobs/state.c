@@ -35,6 +35,15 @@ bool job_state_terminal(enum job_state s)
 	return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED;
 }
 
+enum job_state job_state_next(enum job_state s)
+{
+	if (s == JOB_RECOVERING)
+		return JOB_RENTING;
+	if (s == JOB_RELEASING)
+		return JOB_SUCCEEDED;
+	return s < JOB_RELEASING ? s + 1 : s;
+}
+
 bool job_state_holds_instance(enum job_state s)
 {
 	return s >= JOB_RENTING && s <= JOB_RECOVERING;

@@ -40,6 +40,10 @@ bool job_state_terminal(enum job_state s);
  *   QUEUED -> CANCELLED (nothing was done yet);
  *   FAILED | CANCELLED -> QUEUED (a retry). */
 bool job_state_can_move(enum job_state from, enum job_state to);
+/* The state that follows `s` when its step went as planned: the next step
+ * in order, RENTING after RECOVERING, SUCCEEDED after RELEASING; a
+ * terminal state is its own. */
+enum job_state job_state_next(enum job_state s);
 /* Whether a job in `s` may have a live instance. */
 bool job_state_holds_instance(enum job_state s);
 

@@ -422,6 +422,34 @@ static void test_clock(void **state)
 	cancel_release(&c);
 }
 
+/* A job's token under the worker's drain: the drain stops the job's waits,
+ * the job's own cancel leaves the drain alone. */
+static void test_cancel_child(void **state)
+{
+	struct cancel drain, job, other;
+	struct cancel_later cl = { &drain, 100 };
+	pthread_t t;
+	long long t0;
+
+	cancel_init(&drain);
+	cancel_init_child(&job, &drain);
+	cancel_init_child(&other, &drain);
+	cancel_set(&job);
+	assert_true(cancel_is_set(&job));
+	assert_false(cancel_is_set(&drain));
+	assert_false(cancel_is_set(&other));
+	assert_int_equal(clock_sleep_ms(10, &other), 0);
+	assert_int_equal(pthread_create(&t, NULL, cancel_later_run, &cl), 0);
+	t0 = clock_mono_ms();
+	assert_int_equal(clock_sleep_ms(60000, &other), ERR_CANCELLED);
+	assert_true(clock_mono_ms() - t0 < 5000);
+	pthread_join(t, NULL);
+	assert_true(cancel_is_set(&other));
+	cancel_release(&other);
+	cancel_release(&job);
+	cancel_release(&drain);
+}
+
 struct sink_lines {
 	struct strv lines;
 	int levels[8];
@@ -533,6 +561,7 @@ int main(void)
 		cmocka_unit_test(test_buf_init),
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_cancel_child),
 		cmocka_unit_test(test_log_sink),
 		cmocka_unit_test(test_proc_cancel_and_cut),
 		cmocka_unit_test(test_tree_bytes),

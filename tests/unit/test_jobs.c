@@ -65,6 +65,12 @@ static void test_state_moves(void **state)
 		}
 	}
 	assert_int_equal(nlegal, 26);
+	/* The plain next state is always a legal move. */
+	for (size_t i = 0; i + 1 < sizeof(path) / sizeof(path[0]); i++)
+		assert_int_equal(job_state_next(path[i]), path[i + 1]);
+	assert_int_equal(job_state_next(JOB_RECOVERING), JOB_RENTING);
+	for (int t = JOB_SUCCEEDED; t <= JOB_CANCELLED; t++)
+		assert_int_equal(job_state_next((enum job_state)t), t);
 	assert_false(job_state_can_move(JOB_SUCCEEDED, JOB_QUEUED));
 	assert_false(job_state_can_move((enum job_state)-1, JOB_QUEUED));
 }
