@@ -68,6 +68,13 @@ void cancel_set(struct cancel *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void cancel_reset(struct cancel *c)
+{
+	pthread_mutex_lock(&c->lock);
+	atomic_store(&c->set, false);
+	pthread_mutex_unlock(&c->lock);
+}
+
 void cancel_set_flag(struct cancel *c)
 {
 	atomic_store(&c->set, true);

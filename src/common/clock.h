@@ -36,6 +36,9 @@ void cancel_init_child(struct cancel *c, const struct cancel *parent);
 void cancel_release(struct cancel *c);
 void cancel_set(struct cancel *c);
 void cancel_set_flag(struct cancel *c);
+/* Clear this token (not its parent): the work it stopped is over and what
+ * follows must be able to wait again. */
+void cancel_reset(struct cancel *c);
 /* False for a NULL token; true when it or a parent of it is set. */
 bool cancel_is_set(const struct cancel *c);
 

@@ -266,8 +266,8 @@ static int run_one_step(const struct job_run_opts *o, struct job_ctx *c, struct 
 
 int job_run(const struct job_run_opts *o, struct job_lease *l, struct err *e)
 {
-	struct cancel stop;
-	struct job_ctx c = { .q = o->q, .lease = l, .cfg = o->cfg, .cancel = &stop,
+	struct cancel own, *stop = o->stop ? o->stop : &own;
+	struct job_ctx c = { .q = o->q, .lease = l, .cfg = o->cfg, .cancel = stop,
 			     .lease_s = o->lease_s > 0 ? o->lease_s : 60,
 			     .renewed_ms = clock_mono_ms(), .arg = o->steps->arg };
 	struct backoff again = { .first_ms = o->release_first_ms ? o->release_first_ms : 1000,
@@ -276,7 +276,8 @@ int job_run(const struct job_run_opts *o, struct job_lease *l, struct err *e)
 	struct err le = { 0 };
 	int r;
 
-	cancel_init_child(&stop, o->drain);
+	if (!o->stop)
+		cancel_init_child(&own, o->drain);
 	for (;;) {
 		struct err spec_e = { 0 };
 		bool stopped;
@@ -289,11 +290,9 @@ int job_run(const struct job_run_opts *o, struct job_lease *l, struct err *e)
 				    l->job, job_state_name(c.job.state));
 			break;
 		}
-		if (cancel_is_set(&stop)) {
-			/* The job's own cancel ended a step; RELEASING must wait again. */
-			cancel_release(&stop);
-			cancel_init_child(&stop, o->drain);
-		}
+		/* The job's own cancel ended a step; RELEASING must wait again. */
+		if (cancel_is_set(stop))
+			cancel_reset(stop);
 		if (spec_e.code && !run_ending(&c)) {
 			r = run_wind_down(&c, JOB_FAILED, "spec", spec_e.msg, JOB_RELEASING, e);
 		} else if (c.job.cancel_requested && c.job.state != JOB_RELEASING &&
@@ -318,6 +317,7 @@ int job_run(const struct job_run_opts *o, struct job_lease *l, struct err *e)
 		log_warn("job %s: the lease passed to another worker; this one writes nothing more",
 			 l->job);
 	run_ctx_clear(&c);
-	cancel_release(&stop);
+	if (!o->stop)
+		cancel_release(&own);
 	return r;
 }

@@ -24,6 +24,11 @@ struct job_run_opts {
 	/* The worker's drain: set, the job stops where it is, its state kept
 	 * and nothing destroyed; the lease is released. May be NULL. */
 	const struct cancel *drain;
+	/* This job's own token, whose parent is `drain`: whoever watches the
+	 * queue (the worker) sets it when the job is cancelled, to stop the
+	 * step's waits at once. NULL: job_run keeps one of its own, and a
+	 * cancel is seen when a step calls job_keep. */
+	struct cancel *stop;
 	int lease_s;               /* 0: 60 */
 	/* RELEASING is retried until it succeeds; these are its waits
 	 * (zero: 1 s doubling to 60 s). */

@@ -445,6 +445,11 @@ static void test_cancel_child(void **state)
 	assert_true(clock_mono_ms() - t0 < 5000);
 	pthread_join(t, NULL);
 	assert_true(cancel_is_set(&other));
+	/* A reset clears the job's own mark, never the drain's. */
+	cancel_reset(&job);
+	assert_false(cancel_is_set(&job) && !cancel_is_set(&drain));
+	cancel_reset(&other);
+	assert_true(cancel_is_set(&other));
 	cancel_release(&other);
 	cancel_release(&job);
 	cancel_release(&drain);
