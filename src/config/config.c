@@ -64,6 +64,16 @@ const struct config_setting config_table[] = {
 	  "(default $XDG_CONFIG_HOME/ferry/ssh/id_ed25519, made by `ferry keys init`)" },
 	{ "remote.root", CONFIG_STRING, "/root/ferry", "FERRY_REMOTE_ROOT", NULL,
 	  "job root on the remote host" },
+	{ "trainer.command", CONFIG_STRING, NULL, "FERRY_TRAINER_COMMAND", NULL,
+	  "how the trainer is started on the target, words split on spaces, the config's path "
+	  "appended (default: the recipe's, python /app/ai-toolkit/run.py)" },
+
+	{ "jobs.queue", CONFIG_STRING, NULL, "FERRY_QUEUE", NULL,
+	  "the job queue: a file path or sqlite:PATH (default state_dir/queue.db)" },
+	{ "jobs.parallel", CONFIG_INT, "1", NULL, NULL, "jobs one worker runs at once" },
+	{ "jobs.lease_s", CONFIG_INT, "60", NULL, NULL,
+	  "seconds a worker's hold on a job lasts unless renewed; a dead worker's jobs pass on "
+	  "after this" },
 
 	{ "r2.account_id", CONFIG_STRING, NULL, "R2_ACCOUNT_ID", NULL, "Cloudflare account id" },
 	{ "r2.access_key_id", CONFIG_STRING, NULL, "R2_ACCESS_KEY_ID", NULL, "R2 access key id" },

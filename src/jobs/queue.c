@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fsx.h"
 #include "common/str.h"
+#include "common/xalloc.h"
+#include "config/config.h"
 #include "jobs/queue_sqlite.h"
 
 /* "scheme://...": a location for a back end this ferry does not have. */
@@ -34,6 +37,15 @@ int queue_open(struct queue **q, const char *where, struct err *e)
 	if (!*path)
 		return err_set(e, ERR_USAGE, "queue location '%s' names no file", where);
 	return queue_sqlite_open(q, path, e);
+}
+
+char *queue_location(const struct config *cfg)
+{
+	const char *where = config_get(cfg, "jobs.queue");
+
+	if (where && *where)
+		return xstrdup(where);
+	return fsx_join(config_get(cfg, "state_dir"), "queue.db");
 }
 
 void queue_close(struct queue *q)

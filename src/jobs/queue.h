@@ -178,6 +178,10 @@ struct queue {
 /* Open the queue at `where`: a file path or "sqlite:PATH" (made with its
  * folders; migrated to the current schema). */
 int queue_open(struct queue **q, const char *where, struct err *e);
+struct config;
+/* Where the settings put the queue: jobs.queue, else state_dir/queue.db
+ * (a new string). */
+char *queue_location(const struct config *cfg);
 void queue_close(struct queue *q);
 
 #endif
