@@ -206,6 +206,8 @@ static const struct pattern patterns[] = {
 	{ RECIPE_FAIL_HF_AUTH, "403 Client Error", false },
 	{ RECIPE_FAIL_HF_AUTH, "does not appear to have a file named config.json", false },
 	{ RECIPE_FAIL_HF_AUTH, "Invalid user token", false },
+	/* diffusers' wrapping of huggingface_hub 1.x's GatedRepoError */
+	{ RECIPE_FAIL_HF_AUTH, "You are trying to access a gated repo", false },
 	{ RECIPE_FAIL_NO_IMAGES, "no images found in", false },
 	{ RECIPE_FAIL_CUDA_KERNEL_IMAGE, "no kernel image is available for execution", false },
 	{ RECIPE_FAIL_DISK_FULL, "No space left on device", false },

@@ -145,7 +145,7 @@ printf 'FERRY_STANDIN_SIGNAL_AT=5:9\nFERRY_STANDIN_FAULT_ONCE=%s/sj-fault\n' "$t
 t_ok "launch it under the supervisor" "$FERRY" remote launch --target "local:$lroot" --job sj --config sj.json --env-file sj.env --heartbeat 1 -- python3 "$trainer" config.json
 for _ in $(seq 150); do [ -f "$lroot/sj/state/exit" ] && break; sleep 0.2; done
 t_fails "scan-log the supervisor's log: failed, exit 1" 1 "$FERRY" recipe scan-log --json "$lroot/sj/train.log"
-t_eq "killed (137), the bar at 4 of 8" "$(pyq "$T_OUT" '(d["phase"], d["failure"]["code"], d["exit_status"], d["step"], d["total"])')" "('failed', 'killed', 137, 4, 8)"
+t_eq "killed (137), the bar at 5 of 8 (steps done)" "$(pyq "$T_OUT" '(d["phase"], d["failure"]["code"], d["exit_status"], d["step"], d["total"])')" "('failed', 'killed', 137, 5, 8)"
 t_eq "the step-4 checkpoint" "$(pyq "$T_OUT" '[(c["step"], c["final"]) for c in d["checkpoints"]]')" "[(4, False)]"
 t_ok "outputs of the killed run" "$FERRY" recipe outputs --json "$lroot/sj/output"
 t_eq "what a resume needs" "$(pyq "$T_OUT" 'd["resume"]')" "['sj/sj_000000004.safetensors', 'sj/optimizer.pt']"

@@ -262,6 +262,12 @@ static const struct failure_case failures[] = {
 	  "Error running job: black-forest-labs/FLUX.1-dev does not appear to have a file named "
 	  "config.json. Checkout 'https://huggingface.co/black-forest-labs/FLUX.1-dev/tree/main'\n",
 	  RECIPE_FAIL_HF_AUTH, "does not appear to have a file named config.json" },
+	{ "licence not accepted, huggingface_hub 1.x and diffusers",
+	  "Loading transformer\n"
+	  "Error running job: You are trying to access a gated repo.\n"
+	  "Make sure to have access to it at https://huggingface.co/black-forest-labs/FLUX.1-dev.\n"
+	  "403 Client Error. (Request ID: Root=1-abc)\n",
+	  RECIPE_FAIL_HF_AUTH, "Error running job: You are trying to access a gated repo" },
 	{ "empty dataset folder",
 	  "Dataset: /workspace/dataset\n  -  Found 0 images\n"
 	  "Error running job: no images found in /workspace/dataset\n",
