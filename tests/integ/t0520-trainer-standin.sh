@@ -10,45 +10,13 @@ require_cmd python3 convert cwebp exiftool identify timeout
 cd "$tmpdir" || exit 1
 bash "$GEN_DATASET" valid dataset 12 512x512 >/dev/null || skip_all "gen_dataset.sh valid failed"
 
-# A copy of the stand-in, so that no .env above the source tree is read.
-mkdir aitk
-cp "$FERRY_SRC/examples/trainer/run.py" aitk/run.py
-RUN=$tmpdir/aitk/run.py
-EXAMPLE=$FERRY_SRC/examples/trainer/example-config.json
-export FERRY_STANDIN_STEP_S=0.005 FERRY_STANDIN_LOAD_S=0.01 FERRY_STANDIN_CKPT_KB=64
-unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_HUB_DISABLE_PROGRESS_BARS SEED
-
-# cfg OUT NAME [KEY=JSON...]: the example config renamed, with process keys
-# (dotted paths) replaced.
-cfg() {
-	python3 - "$EXAMPLE" "$@" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-out, name = sys.argv[2], sys.argv[3]
-c["config"]["name"] = name
-p = c["config"]["process"][0]
-for a in sys.argv[4:]:
-    k, v = a.split("=", 1)
-    d = p
-    ks = k.split(".")
-    for x in ks[:-1]:
-        d = d[x]
-    d[ks[-1]] = json.loads(v)
-json.dump(c, open(out, "w"), indent=2)
-PY
-}
+. "$(dirname "$0")/t0520-standin-lib.bash"
+export FERRY_STANDIN_CKPT_KB=64
 
 # names DIR [PATTERN]: the names of the files in DIR matching PATTERN, sorted,
 # on one line.
 names() {
 	find "$1" -mindepth 1 -maxdepth 1 -name "${2:-*}" -printf '%f\n' | LC_ALL=C sort | tr '\n' ' '
-}
-
-# pass_if DESC CMD...: one test that passes when CMD succeeds.
-pass_if() {
-	local desc=$1
-	shift
-	if "$@"; then t_pass "$desc"; else t_fail "$desc"; fi
 }
 
 # check_safetensors FILE STEP: a valid safetensors file whose metadata step is STEP.
