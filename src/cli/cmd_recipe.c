@@ -31,7 +31,7 @@ const char cmd_recipe_usage[] =
 	"                    [-o FILE]\n"
 	"       ferry recipe env NAME -o FILE\n"
 	"       ferry recipe scan-log FILE|- [--name N] [--dataset PATH] [--stall-after S] [--json]\n"
-	"       ferry recipe outputs LISTING|DIR|- [--name N] [--json]\n"
+	"       ferry recipe outputs LISTING|DIR|- [--name N] [--log FILE] [--json]\n"
 	"\n"
 	"A recipe is a trainer adapter: what it needs from a machine, the config it\n"
 	"renders, the log it reads and the outputs it finds (docs/recipes.md).\n"
@@ -56,6 +56,8 @@ const char cmd_recipe_usage[] =
 	"\n"
 	"outputs: classify the files of an output folder, from the folder itself or a\n"
 	"listing (one path a line, or SIZE<TAB>PATH; - reads standard input).\n"
+	"  --log FILE         the run's log: an optimizer.pt whose last save failed\n"
+	"                     goes into no resume\n"
 	"\n"
 	"  --json             print one JSON object\n";
 
@@ -482,6 +484,27 @@ out:
 
 /* ---- outputs ---- */
 
+/* Read the run's log for an optimizer save that failed. */
+static int log_optimizer_untrusted(const char *path, const char *name, struct recipe_outputs *o,
+				   struct err *e)
+{
+	struct recipe_scan *s = recipe_scan_new(name);
+	struct stat st;
+	int fd = -1, r = fsx_open_regular(path, &fd, &st, e);
+
+	if (!r)
+		r = recipe_scan_fd(s, fd, path, e);
+	if (!r) {
+		recipe_scan_finish(s);
+		if (!recipe_scan_result(s)->optimizer_trusted)
+			recipe_outputs_distrust_optimizer(o);
+	}
+	if (fd >= 0)
+		close(fd);
+	recipe_scan_free(s);
+	return r;
+}
+
 static void outputs_print(const struct recipe_outputs *o)
 {
 	struct buf shown = BUF_INIT;
@@ -505,7 +528,8 @@ static void outputs_print(const struct recipe_outputs *o)
 	if (o->final < 0)
 		printf("resume on another machine: %s\n",
 		       o->resume_ready ? "the newest checkpoint and optimizer.pt"
-				       : "not possible yet (needs a checkpoint and optimizer.pt)");
+		       : o->optimizer_untrusted ? "not with optimizer.pt (its last save failed)"
+						: "not possible yet (needs a checkpoint and optimizer.pt)");
 	buf_release(&shown);
 }
 
@@ -513,11 +537,13 @@ static int recipe_outputs_cmd(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
+		{ "log", required_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct recipe_outputs o = RECIPE_OUTPUTS_INIT;
+	const char *log_file = NULL;
 	struct buf text = BUF_INIT;
 	const char *name = NULL, *path;
 	bool json = false;
@@ -528,11 +554,14 @@ static int recipe_outputs_cmd(struct cli *cli, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n': name = optarg; break;
+		case 'l': log_file = optarg; break;
 		case 'j': json = true; break;
 		case 'h': fputs(cmd_recipe_usage, stdout); return EXIT_OK;
 		default: return cli_usage("recipe", "unknown option");
 		}
 	}
+	if (log_file && log_optimizer_untrusted(log_file, name, &o, &e))
+		return cli_fail(&e);
 	if (optind + 1 != argc)
 		return cli_usage("recipe", "outputs needs one LISTING, DIR, or - for standard input");
 	path = argv[optind];

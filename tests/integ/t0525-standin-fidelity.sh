@@ -215,6 +215,14 @@ t_eq "17.   scan-log: done, optimizer not trusted, a warning" \
 	"$src $(pyq scan.json '(d["phase"], d["failure"], d["optimizer_trusted"], [w["code"] for w in d["warnings"]])')" \
 	"0 ('done', None, False, ['optimizer_save_failed'])"
 
+rm -rf output/f
+FERRY_STANDIN_DISK_FULL_AT=optimizer FERRY_STANDIN_SIGNAL_AT=5:9 run optkill.log f.json
+t_ok "17. killed after a failed optimizer save: outputs --log" "$FERRY" recipe outputs --json --log optkill.log output/f
+t_eq "17.   resume: the checkpoint, not the optimizer.pt" "$(pyq "$T_OUT" '(d["resume"], d["resume_ready"], d["optimizer_trusted"])')" \
+	"(['f_000000003.safetensors'], False, False)"
+t_ok "17.   without --log it would go" "$FERRY" recipe outputs --json output/f
+t_eq "17.   (as before)" "$(pyq "$T_OUT" 'd["resume_ready"]')" "True"
+
 # --- the scanner on the stand-in's other faults --------------------------------------------------
 rm -rf output/f
 FERRY_STANDIN_NAN_AT=4 run nan.log f.json
