@@ -132,6 +132,16 @@ static void test_a_finished_run(void **state)
 	recipe_outputs_release(&o);
 }
 
+/* `listing` read and classified into `o`, the run's name found. */
+static void classified(struct recipe_outputs *o, const char *listing)
+{
+	struct err e = { 0 };
+
+	recipe_outputs_read_listing(o, listing, strlen(listing));
+	if (recipe_outputs_classify(o, NULL, &e))
+		fail_msg("classify: %s", e.msg);
+}
+
 /* ai-toolkit's real names: thumbnails are <sample>.jpg in .thumbs (a double
  * extension) and are made in .tmp first (BaseSDTrainProcess.py:1254-1300). */
 static void test_real_thumbnail_names(void **state)
@@ -141,10 +151,8 @@ static void test_real_thumbnail_names(void **state)
 				      "jdoe_v1/samples/.thumbs/1724512345678__000000250_0.jpg.jpg\n"
 				      "jdoe_v1/samples/.tmp/1724512345990__000000250_1.jpg.jpg\n";
 	struct recipe_outputs o = RECIPE_OUTPUTS_INIT;
-	struct err e = { 0 };
 
-	recipe_outputs_read_listing(&o, listing, strlen(listing));
-	assert_int_equal(recipe_outputs_classify(&o, NULL, &e), 0);
+	classified(&o, listing);
 	assert_int_equal(find(&o, "jdoe_v1/samples/.thumbs/1724512345678__000000250_0.jpg.jpg")->kind,
 			 RECIPE_OUT_THUMBNAIL);
 	assert_int_equal(find(&o, "jdoe_v1/samples/.tmp/1724512345990__000000250_1.jpg.jpg")->kind,
@@ -161,12 +169,10 @@ static void test_untrusted_optimizer(void **state)
 	static const char listing[] = "jdoe_v1/jdoe_v1_000000500.safetensors\n"
 				      "jdoe_v1/optimizer.pt\n";
 	struct recipe_outputs o = RECIPE_OUTPUTS_INIT;
-	struct err e = { 0 };
 	json_t *j;
 
-	recipe_outputs_read_listing(&o, listing, strlen(listing));
 	recipe_outputs_distrust_optimizer(&o);
-	assert_int_equal(recipe_outputs_classify(&o, NULL, &e), 0);
+	classified(&o, listing);
 	assert_false(o.resume_ready);
 	assert_true(find(&o, "jdoe_v1/jdoe_v1_000000500.safetensors")->resume);
 	assert_false(find(&o, "jdoe_v1/optimizer.pt")->resume);
