@@ -33,17 +33,30 @@ Environment (all optional; AT values are a step number N, i.e. ai-toolkit's
   FERRY_STANDIN_CKPT_KB=192   approximate size of each checkpoint, in KiB
   FERRY_STANDIN_FAIL_AT=N|load
                               raise an error in step N (or while loading the
-                              model): ai-toolkit's traceback, "Batch Items:",
-                              "Error running job: ...", the Result footer,
-                              the traceback again, exit 1
+                              model): "Error running job: ...", the Result
+                              footer, then the one traceback, exit 1
   FERRY_STANDIN_FAIL_MSG=TEXT the message for FAIL_AT (default names the
                               stand-in and the step)
-  FERRY_STANDIN_OOM_AT=N|load N: three "# OOM during training step, skipping
+  FERRY_STANDIN_OOM_AT=N|load|final
+                              N: three "# OOM during training step, skipping
                               batch k/3 #" banners, then "OOM during training
                               step 3 times in a row, aborting training",
                               exit 1. load: torch.OutOfMemoryError ("CUDA out
                               of memory. Tried to allocate ...") while
-                              quantizing (after the shards bar), exit 1
+                              quantizing (after the shards bar), exit 1.
+                              final: the same error in the last sample round,
+                              after the final LoRA was saved, exit 1
+  FERRY_STANDIN_NAN_AT=N      from step N the loss is NaN: "loss is nan" and
+                              "loss: nan" on the bar; training goes on
+  FERRY_STANDIN_WORKER_KILLED_AT=N
+                              a DataLoader worker killed for host memory in
+                              step N: "DataLoader worker (pid P) is killed by
+                              signal: Killed.", exit 1
+  FERRY_STANDIN_DOWNLOAD_FAIL=timeout|incomplete
+                              the transformer download fails the
+                              huggingface_hub 1.x way: httpx.ReadTimeout or
+                              httpx.RemoteProtocolError (incomplete chunked
+                              read); implies FERRY_STANDIN_DOWNLOAD=1
   FERRY_STANDIN_HANG_AT=N|load|download|save
                               stop printing and sleep forever: at step N;
                               after "Loading transformer" (the silent hf_xet
@@ -61,23 +74,33 @@ Environment (all optional; AT values are a step number N, i.e. ai-toolkit's
                               fail like a gated model: 401 (bad or missing
                               token: GatedRepoError "Cannot access gated
                               repo ... Please log in.") or 403 (licence not
-                              accepted: "... does not appear to have a file
-                              named config.json"). Without this, a gated
+                              accepted: a 403 GatedRepoError, then diffusers'
+                              "You are trying to access a gated repo.").
+                              Without this, a gated
                               model (black-forest-labs/FLUX.1-dev and the
                               other FLUX.1 *-dev repos) given as a Hugging
                               Face id fails the 401 way when neither HF_TOKEN
-                              nor HUGGING_FACE_HUB_TOKEN is set (a .env file
+                              nor HUGGING_FACE_HUB_TOKEN holds a token (hf_...) (a .env file
                               next to run.py or above it is read first, as
                               ai-toolkit's load_dotenv() does)
-  FERRY_STANDIN_DOWNLOAD=1    print Hugging Face download bars before loading,
-                              as a first run on a fresh machine does
-                              (HF_HUB_DISABLE_PROGRESS_BARS=1 hides them)
+  FERRY_STANDIN_DOWNLOAD=1    print Hugging Face download bars as each part is
+                              loaded (transformer, VAE, T5, CLIP), as a first
+                              run on a fresh machine does: "Fetching N files"
+                              and an aggregated byte bar ending "Download
+                              complete" (HF_HUB_DISABLE_PROGRESS_BARS=1 hides
+                              them)
   FERRY_STANDIN_CUDA_KERNEL=1 fail with "CUDA error: no kernel image is
                               available for execution on the device"
-  FERRY_STANDIN_DISK_FULL_AT=N
-                              the first checkpoint save at step >= N (or the
-                              final save) stops half-way with "No space left
-                              on device" (safetensors' SafetensorError), exit 1
+  FERRY_STANDIN_DISK_FULL_AT=N|download|cache|optimizer
+                              N: the first checkpoint save at step >= N (or
+                              the final save) stops half-way with "No space
+                              left on device" (safetensors' SafetensorError),
+                              exit 1. download: OSError [Errno 28] in the
+                              model download. cache: StorageFull while
+                              caching latents. optimizer: optimizer.pt is
+                              left truncated, "PytorchStreamWriter failed
+                              writing file ...", "Could not save optimizer",
+                              and training goes on (as ai-toolkit does)
   FERRY_STANDIN_FAULT_ONCE=PATH
                               fire the faults above only when PATH does not
                               exist, and create PATH when one fires, so that
@@ -107,7 +130,6 @@ import sqlite3
 import struct
 import sys
 import time
-import traceback
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -148,6 +170,8 @@ def _foreign(module, name, base):
 
 TorchOutOfMemoryError = _foreign("torch", "OutOfMemoryError", RuntimeError)
 GatedRepoError = _foreign("huggingface_hub.errors", "GatedRepoError", OSError)
+HttpxReadTimeout = _foreign("httpx", "ReadTimeout", Exception)
+HttpxRemoteProtocolError = _foreign("httpx", "RemoteProtocolError", Exception)
 SafetensorError = _foreign("safetensors_rust", "SafetensorError", Exception)
 
 
@@ -189,7 +213,7 @@ class Faults:
     def __init__(self, env):
         self.fail = _when(env, "FERRY_STANDIN_FAIL_AT", ("load",))
         self.fail_msg = env.get("FERRY_STANDIN_FAIL_MSG") or ""
-        self.oom = _when(env, "FERRY_STANDIN_OOM_AT", ("load",))
+        self.oom = _when(env, "FERRY_STANDIN_OOM_AT", ("load", "final"))
         self.hang = _when(env, "FERRY_STANDIN_HANG_AT", ("load", "download", "save"))
         self.signal_when = None
         self.signal = None
@@ -210,7 +234,16 @@ class Faults:
             raise FaultSettingError("FERRY_STANDIN_HF_AUTH=%s: expected 1, 401 or 403" % self.hf_auth)
         self.download = env.get("FERRY_STANDIN_DOWNLOAD", "") not in ("", "0") or self.hang == "download"
         self.cuda_kernel = env.get("FERRY_STANDIN_CUDA_KERNEL", "") not in ("", "0")
-        self.disk_full = _when(env, "FERRY_STANDIN_DISK_FULL_AT", ())
+        self.disk_full = _when(env, "FERRY_STANDIN_DISK_FULL_AT", ("download", "cache", "optimizer"))
+        self.nan = _when(env, "FERRY_STANDIN_NAN_AT", ())
+        self.nan_armed = False
+        self.worker_killed = _when(env, "FERRY_STANDIN_WORKER_KILLED_AT", ())
+        self.download_fail = (env.get("FERRY_STANDIN_DOWNLOAD_FAIL") or "").strip()
+        if self.download_fail not in ("", "timeout", "incomplete"):
+            raise FaultSettingError("FERRY_STANDIN_DOWNLOAD_FAIL=%s: expected timeout or incomplete"
+                                    % self.download_fail)
+        if self.download_fail or self.disk_full == "download":
+            self.download = True
         self.once = env.get("FERRY_STANDIN_FAULT_ONCE") or ""
         if self.signal == signal.SIGINT:
             # a shell starts background jobs with SIGINT ignored; this fault
@@ -337,7 +370,7 @@ class Bar:
     `\\r` redraws padded over the previous line, EMA-smoothed rate."""
 
     def __init__(self, total, desc="", initial=0, unit="it", unit_scale=False,
-                 leave=True, stream=None, mininterval=0.1, time_scale=1.0):
+                 leave=True, stream=None, mininterval=0.1, time_scale=1.0, smoothing=0.3):
         self.total = total
         self.desc = desc
         self.n = initial
@@ -353,8 +386,9 @@ class Bar:
         self.start_t = time.monotonic()
         self.last_t = self.start_t
         self.last_print_t = self.start_t
-        self.ema_dn = _EMA()
-        self.ema_dt = _EMA()
+        self.ema_dn = _EMA(smoothing)
+        self.ema_dt = _EMA(smoothing)
+        self.paused_at = None
         self.last_len = 0
         self.display()
 
@@ -412,8 +446,22 @@ class Bar:
         if force or self.n >= self.total or now - self.last_print_t >= self.mininterval:
             self.display()
 
-    def set_postfix_str(self, s):
+    def set_postfix_str(self, s, refresh=True):
         self.postfix = s
+        if refresh:
+            self.display()
+
+    def pause(self):
+        """ai-toolkit's ToolkitProgressBar: time spent saving and sampling is
+        left out of the rate and the elapsed time."""
+        self.paused_at = time.monotonic()
+
+    def unpause(self):
+        if self.paused_at is not None:
+            gap = time.monotonic() - self.paused_at
+            self.start_t += gap
+            self.last_t += gap
+            self.paused_at = None
 
     def close(self):
         if self.leave:
@@ -459,9 +507,9 @@ def preprocess_config(config, name=None):
 def get_config(path, name=None):
     config_path = os.path.join(TOOLKIT_ROOT, "config", path)
     real = None
-    if os.path.exists(config_path):
-        real = config_path
-    else:
+    # as config.py:83: config/<path> itself is never used, only with an
+    # extension added when it does not exist
+    if not os.path.exists(config_path):
         for ext in POSSIBLE_EXTENSIONS:
             if os.path.exists(config_path + ext):
                 real = config_path + ext
@@ -658,11 +706,14 @@ def image_size(path):
 
 
 def list_images(folder):
-    """ai-toolkit's walk: subfolders too; dot-files, dot-folders and _controls
-    skipped; .jpg .jpeg .png .webp in any case."""
+    """ai-toolkit's walk: subfolders too; dot-files and dot-folders skipped,
+    and files directly inside a _controls folder (data_loader.py:449-450;
+    its subfolders are walked); .jpg .jpeg .png .webp in any case."""
     found = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "_controls")
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if os.path.basename(root) == "_controls":
+            continue
         for fn in sorted(files):
             if fn.startswith("."):
                 continue
@@ -671,11 +722,24 @@ def list_images(folder):
     return found
 
 
-def bucket_for(w, h, res):
+BUCKET_DIVISIBILITY = 32  # FLUX: the VAE's 8, times the 2x2 patches, times 2
+
+
+def bucket_for(w, h, res, div=BUCKET_DIVISIBILITY):
+    """The image scaled to at most res*res pixels (never up), each side
+    floored or ceiled to a multiple of `div`: of the four, the area nearest
+    the scaled image's (fidelity note: buckets.py:17-49)."""
     if w * h > res * res:
         s = math.sqrt(res * res / float(w * h))
         w, h = w * s, h * s
-    return max(64, int(w // 64) * 64), max(64, int(h // 64) * 64)
+    area = w * h
+    best = None
+    for bw in (max(div, int(w // div) * div), max(div, int(math.ceil(w / div)) * div)):
+        for bh in (max(div, int(h // div) * div), max(div, int(math.ceil(h / div)) * div)):
+            key = (abs(bw * bh - area), bw * bh)
+            if best is None or key < best[0]:
+                best = (key, (bw, bh))
+    return best[1]
 
 
 # --- JPEG: a baseline encoder for a vertical colour gradient -------------------------
@@ -836,9 +900,9 @@ class SDTrainer:
         self.process_id = process_id
         self.config = config
         self.faults = job.faults
-        if "training_folder" not in config:
-            raise ValueError(f'config file error. Missing "config.process[{process_id}].training_folder" key')
-        self.training_folder = config["training_folder"]
+        # as BaseTrainProcess.py:43-45: a missing training_folder is
+        # os.path.join(None, ...)'s TypeError
+        self.training_folder = config.get("training_folder")
         self.save_root = os.path.join(self.training_folder, job.name)
         self.network = config.get("network") or None
         self.train = config.get("train") or {}
@@ -853,6 +917,7 @@ class SDTrainer:
         self.save_every = self.save_cfg.get("save_every", 1000)
         self.keep = int(self.save_cfg.get("max_step_saves_to_keep", 5))
         self.sample_every = self.sample_cfg.get("sample_every", 100)
+        self.sample_start_step = int(self.sample_cfg.get("sample_start_step", 0) or 0)
         self.disable_sampling = bool(self.train.get("disable_sampling", False))
         ema = self.train.get("ema_config") or {}
         self.use_ema = bool(ema.get("use_ema", False))
@@ -893,7 +958,9 @@ class SDTrainer:
         auth = self.faults.hf_auth
         if auth and not self.faults.armed():
             auth = ""
-        if not auth and self.gated() and not (os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")):
+        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        # no token, or one that is not a Hugging Face token at all
+        if not auth and self.gated() and not (token and token.startswith("hf_")):
             auth = "401"
         if not auth:
             return
@@ -904,48 +971,68 @@ class SDTrainer:
                                             self.rng.getrandbits(32), self.rng.getrandbits(16), self.rng.getrandbits(12),
                                             self.rng.getrandbits(12), self.rng.getrandbits(48)))
         if auth == "403":
+            # huggingface_hub 1.x raises GatedRepoError; diffusers wraps it
+            gated = (f"403 Client Error. (Request ID: {rid})\n\nCannot access gated repo for url {url}.\n"
+                     f"Access to model {repo} is restricted and you are not in the authorized list. "
+                     f"Visit https://huggingface.co/{repo} to ask for access.")
             try:
-                raise GatedRepoError(
-                    f"403 Client Error. (Request ID: {rid})\n\nCannot access gated repo for url {url}.\n"
-                    f"Access to model {repo} is restricted and you are not in the authorized list. "
-                    f"Visit https://huggingface.co/{repo} to ask for access.")
-            except GatedRepoError:
+                raise GatedRepoError(gated)
+            except GatedRepoError as e:
                 raise OSError(
-                    f"{repo} does not appear to have a file named config.json. "
-                    f"Checkout 'https://huggingface.co/{repo}/tree/main' for available files.")
+                    f"You are trying to access a gated repo.\nMake sure to have access to it at "
+                    f"https://huggingface.co/{repo}.\n{gated}") from e
         raise GatedRepoError(
             f"401 Client Error. (Request ID: {rid})\n\nCannot access gated repo for url {url}.\n"
             f"Access to model {repo} is restricted. You must have access to it and be authenticated "
             f"to access it. Please log in.")
 
-    def download(self):
-        if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "") not in ("", "0"):
-            show = False
-        else:
-            show = True
-        files = [("transformer/diffusion_pytorch_model-00001-of-00003.safetensors", 9_983_040_304),
-                 ("transformer/diffusion_pytorch_model-00002-of-00003.safetensors", 9_949_328_904),
-                 ("transformer/diffusion_pytorch_model-00003-of-00003.safetensors", 3_870_584_832),
-                 ("text_encoder_2/model-00001-of-00002.safetensors", 4_994_582_224),
-                 ("text_encoder_2/model-00002-of-00002.safetensors", 4_530_066_360),
-                 ("text_encoder/model.safetensors", 246_144_352),
-                 ("vae/diffusion_pytorch_model.safetensors", 167_666_902)]
-        per_file = max(LOAD_S, 0.05) / len(files)
+    # what each part of a FLUX.1 repo downloads, as the loader asks for it
+    DOWNLOADS = {
+        "transformer": [("transformer/diffusion_pytorch_model-00001-of-00003.safetensors", 9_983_040_304),
+                        ("transformer/diffusion_pytorch_model-00002-of-00003.safetensors", 9_949_328_904),
+                        ("transformer/diffusion_pytorch_model-00003-of-00003.safetensors", 3_870_584_832)],
+        "vae": [("vae/diffusion_pytorch_model.safetensors", 167_666_902)],
+        "t5": [("text_encoder_2/model-00001-of-00002.safetensors", 4_994_582_224),
+               ("text_encoder_2/model-00002-of-00002.safetensors", 4_530_066_360)],
+        "clip": [("text_encoder/model.safetensors", 246_144_352)],
+    }
+
+    def download(self, part):
+        """huggingface_hub 1.x, lazily, when the loader asks for `part`: a
+        "Fetching N files" bar and one aggregated byte bar, which ends as
+        "Download complete" (issue #872)."""
+        f = self.faults
+        if not f.download:
+            return
+        show = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "") in ("", "0")
+        files = self.DOWNLOADS[part]
+        total = sum(size for _, size in files)
+        per_file = max(LOAD_S, 0.05) / 7
         fetch = Bar(len(files), desc="Fetching %d files" % len(files)) if show else None
+        # shown at about 180 MB/s, whatever the stand-in's own pace
+        data = Bar(total, desc="Downloading (incomplete total...)", unit="B", unit_scale=True,
+                   time_scale=total / 180e6 / (per_file * len(files))) if show else None
         for i, (name, size) in enumerate(files):
-            # shown at about 180 MB/s, whatever the stand-in's own pace
-            bar = Bar(size, desc=os.path.basename(name), unit="B", unit_scale=True,
-                      time_scale=size / 180e6 / per_file) if show else None
             for k in range(1, 5):
                 nap(per_file / 4)
-                if i == 1 and k == 2 and self.faults.hang == "download" and self.faults.armed():
-                    hang_forever()
-                if bar:
-                    bar.update(size // 4 if k < 4 else size - 3 * (size // 4), force=True)
-            if bar:
-                bar.close()
+                if part == "transformer" and i == 1 and k == 2:
+                    if f.hang == "download" and f.armed():
+                        hang_forever()
+                    if f.download_fail == "timeout" and f.armed():
+                        raise HttpxReadTimeout("The read operation timed out")
+                    if f.download_fail == "incomplete" and f.armed():
+                        raise HttpxRemoteProtocolError(
+                            "peer closed connection without sending complete message body "
+                            "(incomplete chunked read)")
+                    if f.disk_full == "download" and f.armed():
+                        raise OSError(28, "No space left on device")
+                if data:
+                    data.update(size // 4 if k < 4 else size - 3 * (size // 4), force=True)
             if fetch:
                 fetch.update(1, force=True)
+        if data:
+            data.desc = "Download complete"
+            data.close()
         if fetch:
             fetch.close()
 
@@ -953,14 +1040,13 @@ class SDTrainer:
         f = self.faults
         quantize = bool(self.model.get("quantize", False))
         is_flux = "flux" in self.arch
-        if f.download:
-            self.download()
         out("Loading Flux model" if is_flux else f"Loading {self.arch} model")
         if f.fail == "load" and f.armed():
             raise RuntimeError(f.fail_msg or "stand-in failure while loading the model (FERRY_STANDIN_FAIL_AT=load)")
         out("Loading transformer" if is_flux else "Loading UNet")
         self.check_hub_access()
         f.check("load")
+        self.download("transformer")
         if f.cuda_kernel and f.armed():
             sys.stderr.write(
                 "/usr/local/lib/python3.12/dist-packages/torch/cuda/__init__.py:287: UserWarning: \n"
@@ -993,13 +1079,28 @@ class SDTrainer:
                     "documentation for Memory Management  "
                     "(https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)")
         out("Loading VAE")
+        self.download("vae")
         if is_flux:
             out("Loading T5")
+            self.download("t5")
+            # transformers loads T5's shards: a second shards bar
+            t5 = Bar(2, desc="Loading checkpoint shards")
+            for _ in range(2):
+                nap(LOAD_S * 0.1)
+                t5.update(1, force=True)
+            t5.close()
             if quantize:
                 out("Quantizing T5")
             out("Loading CLIP")
+            self.download("clip")
         out("Making pipe")
         out("Preparing Model")
+        adapter = self.model.get("assistant_lora_path")
+        if adapter:
+            # schnell's training adapter (stable_diffusion_model.py)
+            out(f"Grabbing lora from the hub: {adapter}")
+            out("Fusing in LoRA")
+            out("Loading assistant lora")
 
     # -- the network and resuming -------------------------------------------------
 
@@ -1021,6 +1122,8 @@ class SDTrainer:
         rank = self.network.get("linear", 4)
         alpha = self.network.get("linear_alpha", 1.0)
         out(f"create LoRA network. base dim (rank): {rank}, alpha: {alpha}")
+        out("neuron dropout: p=None, rank dropout: None, module dropout: None")
+        out("create LoRA for Text Encoder: 0 modules.")
         out("create LoRA for U-Net: 494 modules." if "flux" in self.arch else "create LoRA for U-Net: 192 modules.")
         latest = self.get_latest_save_path(self.job.name)
         if latest is not None:
@@ -1054,32 +1157,36 @@ class SDTrainer:
             path = ds.path
             if path is None:
                 raise ValueError("folder_path is required for a dataset")
-            out(f"Dataset: {path}")
-            if os.path.isfile(path):
+            if os.path.isdir(path):
+                files = list_images(path)
+            else:
+                # not a folder: ai-toolkit takes it for a JSON caption file,
+                # and a missing one fails here, before "Dataset:"
+                # (data_loader.py:428-444)
                 with open(path, "r", encoding="utf-8") as f:
-                    listed = json.load(f)  # ai-toolkit reads a file as a JSON caption list
+                    listed = json.load(f)
                 files = [str(x.get("image") or x.get("file_path") or "") for x in listed
                          if isinstance(x, dict)] if isinstance(listed, list) else []
-            else:
-                os.listdir(path)  # FileNotFoundError: [Errno 2] No such file or directory: '<dir>'
-                files = list_images(path)
+            out(f"Dataset: {path}")
             out("  -  Preprocessing image dimensions")
             bar = Bar(len(files))
-            sizes = OrderedDict()
+            sizes = OrderedDict([("__version__", "0.1.2")])
+            folder = path if os.path.isdir(path) else os.path.dirname(path)
             for fp in files:
                 try:
                     w, h = image_size(fp)
                     ds.items.append((fp, w, h))
-                    sizes[os.path.relpath(fp, path) if os.path.isdir(path) else fp] = [w, h]
+                    st = os.stat(fp)
+                    sizes[os.path.relpath(fp, folder)] = [w, h, f"{st.st_size}:{int(st.st_mtime)}"]
                 except (OSError, ValueError) as e:
                     sys.stderr.write(f"\nError loading image {fp}: {e}\n")
                 bar.update(1)
             bar.close()
+            # written before the assert, so even for 0 images (data_loader.py:558-572)
+            with open(os.path.join(folder, ".aitk_size.json"), "w", encoding="utf-8") as f:
+                json.dump(sizes, f)
             out(f"  -  Found {len(ds.items)} images")
             assert len(ds.items) > 0, f"no images found in {path}"
-            if os.path.isdir(path):
-                with open(os.path.join(path, ".aitk_size.json"), "w", encoding="utf-8") as f:
-                    json.dump(sizes, f)
             buckets = OrderedDict()
             for fp, w, h in ds.items:
                 b = bucket_for(w, h, ds.resolution)
@@ -1100,8 +1207,12 @@ class SDTrainer:
                 os.makedirs(cache_dir, exist_ok=True)
         bar = Bar(len(ds.items), desc="Caching latents to disk" if ds.cache_to_disk else "Caching latents")
         per = LOAD_S * 0.3 / max(1, len(ds.items))
-        for fp, w, h in ds.items:
+        for i, (fp, w, h) in enumerate(ds.items):
             nap(per)
+            if i == len(ds.items) // 2 and self.faults.disk_full == "cache" and self.faults.armed():
+                raise SafetensorError(
+                    'Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                    'message: "No space left on device" })')
             if ds.cache_to_disk and cache_dir:
                 bw, bh = bucket_for(w, h, ds.resolution)
                 key = "%08x" % (zlib.crc32(("%s|%d|%dx%d" % (fp, ds.resolution, bw, bh)).encode()) & 0xFFFFFFFF)
@@ -1129,7 +1240,7 @@ class SDTrainer:
         meta["software"] = json.dumps(OrderedDict([("name", "ai-toolkit"),
                                                    ("repo", "https://github.com/ostris/ai-toolkit"),
                                                    ("version", AITK_VERSION)]))
-        meta["ferry_standin"] = "this file was written by ferry's trainer stand-in; it is not a model"
+        meta["format"] = "pt"
         return meta
 
     def lora_tensors(self, step):
@@ -1147,7 +1258,7 @@ class SDTrainer:
 
     def write_slowly(self, path, data, chunks=4, first_save=False):
         """Written in place, in chunks, with sleeps: a puller sees a growing file."""
-        disk_full = (self.faults.disk_full is not None and self.faults.disk_full <= self.step_num
+        disk_full = (isinstance(self.faults.disk_full, int) and self.faults.disk_full <= self.step_num
                      and self.faults.armed())
         with open(path, "wb") as f:
             size = len(data)
@@ -1187,8 +1298,17 @@ class SDTrainer:
         self.write_slowly(file_path, data, first_save=first)
         out(f"Saved checkpoint to {file_path}")
         opt = os.path.join(self.save_root, "optimizer.pt")
-        self.write_slowly(opt, self.optimizer_bytes(self.step_num), chunks=2)
-        out(f"Saved optimizer to {opt}")
+        try:
+            if self.faults.disk_full == "optimizer" and self.faults.armed():
+                with open(opt, "wb") as f:
+                    f.write(self.optimizer_bytes(self.step_num)[:1000])
+                raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+            self.write_slowly(opt, self.optimizer_bytes(self.step_num), chunks=2)
+            out(f"Saved optimizer to {opt}")
+        except Exception as e:
+            # BaseSDTrainProcess.py:700-714: printed, and training goes on
+            out(e)
+            out("Could not save optimizer")
         self.clean_up_saves()
 
     def clean_up_saves(self):
@@ -1227,7 +1347,10 @@ class SDTrainer:
                 specs.append((p, w, h))
         return specs
 
-    def sample(self, step):
+    def sample(self, step, final=False):
+        adapter = self.model.get("assistant_lora_path")
+        if adapter:
+            out("Unloading assistant lora")
         specs = self.sample_specs()
         folder = os.path.join(self.save_root, "samples")
         tmp = os.path.join(folder, ".tmp")
@@ -1238,6 +1361,11 @@ class SDTrainer:
         seed = int(self.sample_cfg.get("seed", 0) or 0)
         for i, (prompt, w, h) in enumerate(specs):
             nap(SAMPLE_S)
+            if final and i == 1 and self.faults.oom == "final" and self.faults.armed():
+                raise TorchOutOfMemoryError(
+                    "CUDA out of memory. Tried to allocate 1.50 GiB. GPU 0 has a total capacity of "
+                    "23.55 GiB of which 1.02 GiB is free. Of the allocated memory 21.80 GiB is "
+                    "allocated by PyTorch, and 302.14 MiB is reserved by PyTorch but unallocated.")
             rng = random.Random("%d|%d|%d" % (seed, step, i))
             top = [rng.randrange(256) for _ in range(3)]
             bottom = [rng.randrange(256) for _ in range(3)]
@@ -1247,12 +1375,15 @@ class SDTrainer:
             with open(t, "wb") as f:
                 f.write(make_jpeg(max(1, w), max(1, h), top, bottom, comment))
             os.replace(t, os.path.join(folder, name))
-            tw = 300
-            th = max(1, int(round(300.0 * h / max(1, w))))
-            with open(os.path.join(thumbs, name), "wb") as f:
-                f.write(make_jpeg(tw, th, top, bottom, comment))
+            # a 300x300 centre crop, named <file>.jpg, made in .tmp first
+            t = os.path.join(tmp, name + ".jpg")
+            with open(t, "wb") as f:
+                f.write(make_jpeg(300, 300, top, bottom, comment))
+            os.replace(t, os.path.join(thumbs, name + ".jpg"))
             bar.update(1, force=True)
         bar.close()
+        if adapter:
+            out("Loading assistant lora")
 
     def loss_at(self, step):
         r = random.Random(self.rng.random() + step)
@@ -1276,12 +1407,16 @@ class SDTrainer:
 
     # -- a training step (hook_train_loop) ----------------------------------------------
 
-    def batch_items(self, step):
-        items = [fp for ds in self.datasets for fp, _, _ in ds.items]
-        return [items[(step * self.batch_size + b) % len(items)] for b in range(self.batch_size)] if items else []
-
     def hook_train_loop(self, step):
         f = self.faults
+        if f.worker_killed == step and f.armed():
+            raise RuntimeError(f"DataLoader worker (pid {os.getpid() + 17}) is killed by signal: Killed. ")
+        if f.nan is not None and step >= f.nan:
+            if step == f.nan:
+                f.nan_armed = f.armed()
+            if f.nan_armed:
+                out("loss is nan")
+                return {"loss": float("nan")}
         if f.fail == step and f.armed():
             raise RuntimeError(f.fail_msg or f"stand-in failure at step {step} (FERRY_STANDIN_FAIL_AT={step})")
         if f.oom == step and f.armed():
@@ -1312,41 +1447,38 @@ class SDTrainer:
             out("Generating baseline samples before training")
             self.sample(self.step_num)
 
-        bar = Bar(self.steps, desc=self.job.name, initial=self.step_num)
+        # smoothing 0.7 as progress_bar.py's ToolkitProgressBar
+        bar = Bar(self.steps, desc=self.job.name, initial=self.step_num, smoothing=0.7)
         lr = self.lr
         for step in range(self.step_num, self.steps):
             self.step_num = step
             nap(STEP_S)
             self.faults.check(step)
-            try:
-                loss_dict = self.hook_train_loop(step)
-            except Exception:
-                traceback.print_exc()
-                sys.stderr.flush()
-                out("Batch Items:")
-                for fp in self.batch_items(step):
-                    out(f" - {fp}")
-                raise
+            loss_dict = self.hook_train_loop(step)
             bar.set_postfix_str(f"lr: {lr:.1e}" + "".join(f" {k}: {v:.3e}" for k, v in loss_dict.items()))
-            bar.update(step - bar.n, force=True)
+            # the bar pauses while saving and sampling, and counts the step
+            # after them: it shows completed steps (27a03a9)
+            bar.pause()
             if step != self.start_step:
                 is_save = self.save_every and step % int(self.save_every) == 0
                 is_sample = (self.sample_every and step % int(self.sample_every) == 0
-                             and not self.disable_sampling)
+                             and not self.disable_sampling and step >= self.sample_start_step)
                 if is_save:
                     out(f"\nSaving at step {step}")
                     self.save(step)
                 if is_sample:
                     self.sample(step)
                 self.log_metrics(step, lr, loss_dict["loss"])
+            bar.unpause()
+            bar.update(step + 1 - bar.n, force=True)
             self.step_num = step + 1
             self.epoch_num = self.step_num * self.batch_size // total_items
-        bar.update(self.steps - bar.n, force=True)
         bar.close()
-        if not self.disable_sampling:
-            self.sample(self.step_num)
+        # the final LoRA first, then the last sample round (f743ccf)
         out("")
         self.save()
+        if not self.disable_sampling:
+            self.sample(self.step_num, final=True)
         if self.db is not None:
             self.db.close()
 

@@ -29,8 +29,9 @@ const char cmd_recipe_usage[] =
 	"                    [--save-every N] [--sample-every N] [--prompts FILE]\n"
 	"                    [--dataset PATH] [--output PATH] [--captions DIR] [--job ID]\n"
 	"                    [-o FILE]\n"
-	"       ferry recipe scan-log FILE|- [--name N] [--stall-after S] [--json]\n"
-	"       ferry recipe outputs LISTING|DIR|- [--name N] [--json]\n"
+	"       ferry recipe env NAME -o FILE\n"
+	"       ferry recipe scan-log FILE|- [--name N] [--dataset PATH] [--stall-after S] [--json]\n"
+	"       ferry recipe outputs LISTING|DIR|- [--name N] [--log FILE] [--json]\n"
 	"\n"
 	"A recipe is a trainer adapter: what it needs from a machine, the config it\n"
 	"renders, the log it reads and the outputs it finds (docs/recipes.md).\n"
@@ -42,14 +43,21 @@ const char cmd_recipe_usage[] =
 	"from --prompts, else from the captions of --captions DIR or of --dataset when\n"
 	"it is a folder here. No secret is ever written: tokens go in the env file.\n"
 	"\n"
+	"env: write the trainer's env file (mode 0600) for `ferry remote launch\n"
+	"--env-file`: the recipe's fixed variables and HF_TOKEN from hf.token.\n"
+	"\n"
 	"scan-log: read a trainer's console log (FILE, or standard input for -) and\n"
-	"report its phase, progress, checkpoints, samples and, when it failed, why.\n"
+	"report its phase, progress, checkpoints, samples, warnings and, when it\n"
+	"failed, why; exit 1 when the run failed.\n"
 	"  --name N           the job name on its training bar (default: from the log)\n"
+	"  --dataset PATH     the config's dataset folder (default: from the log)\n"
 	"  --stall-after S    FILE unchanged for S seconds while downloading or loading\n"
 	"                     is a stalled download\n"
 	"\n"
 	"outputs: classify the files of an output folder, from the folder itself or a\n"
 	"listing (one path a line, or SIZE<TAB>PATH; - reads standard input).\n"
+	"  --log FILE         the run's log: an optimizer.pt whose last save failed\n"
+	"                     goes into no resume\n"
 	"\n"
 	"  --json             print one JSON object\n";
 
@@ -296,6 +304,48 @@ out:
 	return status;
 }
 
+/* ---- env ---- */
+
+static int recipe_env_cmd(struct cli *cli, int argc, char **argv)
+{
+	const char *out_file = NULL, *name = NULL;
+	const struct recipe *r;
+	struct strv env = STRV_INIT;
+	struct buf text = BUF_INIT;
+	struct err e = { 0 };
+	int status = EXIT_OK;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-o") && i + 1 < argc)
+			out_file = argv[++i];
+		else if (argv[i][0] == '-' || name)
+			return cli_usage("recipe", "env takes one NAME and -o FILE");
+		else
+			name = argv[i];
+	}
+	if (!name || !out_file)
+		return cli_usage("recipe", "env needs a recipe name and -o FILE (the file holds "
+				 "secrets, so it is never printed)");
+	r = recipe_find(name);
+	if (!r)
+		return recipe_unknown(name);
+	if (!recipe_env_lines(r, config_get(cli->cfg, "hf.token"), &env, &e)) {
+		for (size_t i = 0; i < env.n; i++)
+			buf_printf(&text, "%s\n", env.v[i]);
+		if (!fsx_write_atomic(out_file, text.data, text.len, 0600, &e))
+			goto done;
+	}
+	status = cli_fail(&e);
+done:
+	if (text.data)
+		explicit_bzero(text.data, text.len);
+	for (size_t i = 0; i < env.n; i++)
+		explicit_bzero(env.v[i], strlen(env.v[i]));
+	strv_release(&env);
+	buf_release(&text);
+	return status;
+}
+
 /* ---- scan-log ---- */
 
 /* Measured numbers to 10 digits: 0.3328, not 0.33279999999999998. */
@@ -326,7 +376,10 @@ static void scan_print(const struct recipe_scan_result *r)
 		       100.0 * (double)r->step / (double)r->total);
 	else
 		printf("%-14s ?\n", "step");
-	print_number("loss", r->loss, 4);
+	if (r->failure == RECIPE_FAIL_NAN_LOSS)
+		printf("%-14s nan\n", "loss");
+	else
+		print_number("loss", r->loss, 4);
 	print_number("lr", r->lr, 2);
 	print_number("s/it", r->rate_s_per_it, 3);
 	print_number("eta (s)", r->eta_s, 9);
@@ -345,6 +398,16 @@ static void scan_print(const struct recipe_scan_result *r)
 	printf("%-14s %llu\n", "samples", r->samples);
 	if (r->exit_status >= 0)
 		printf("%-14s %d\n", "exit status", r->exit_status);
+	for (size_t i = 0; i < RECIPE_WARN_COUNT; i++) {
+		if (!(r->warnings & (1u << i)))
+			continue;
+		buf_reset(&shown);
+		str_escape(r->warning_lines[i], &shown);
+		printf("%-14s %s\n%-14s %s\n", "warning", recipe_warning_name((enum recipe_warning)i),
+		       "", shown.data);
+	}
+	if (!r->optimizer_trusted)
+		printf("%-14s %s\n", "optimizer.pt", "not trusted for a resume (its save failed)");
 	if (r->failure != RECIPE_FAIL_NONE) {
 		buf_reset(&shown);
 		str_escape(r->failure_line, &shown);
@@ -359,11 +422,13 @@ static int recipe_scan_log(struct cli *cli, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
 		{ "stall-after", required_argument, NULL, 's' },
+		{ "dataset", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *name = NULL, *path;
+	const char *name = NULL, *dataset = NULL, *path;
+	const struct recipe_scan_result *res;
 	double stall = 0;
 	bool json = false;
 	struct recipe_scan *s = NULL;
@@ -374,6 +439,7 @@ static int recipe_scan_log(struct cli *cli, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n': name = optarg; break;
+		case 'd': dataset = optarg; break;
 		case 's':
 			if (!str_to_double(optarg, &stall) || stall <= 0)
 				return cli_usage("recipe", "--stall-after wants seconds, not '%s'",
@@ -391,6 +457,8 @@ static int recipe_scan_log(struct cli *cli, int argc, char **argv)
 	if (strcmp(path, "-") && fsx_open_regular(path, &fd, &st, &e))
 		return cli_fail(&e);
 	s = recipe_scan_new(name);
+	if (dataset)
+		recipe_scan_set_dataset(s, dataset);
 	if (recipe_scan_fd(s, fd, strcmp(path, "-") ? path : "standard input", &e)) {
 		status = cli_fail(&e);
 		goto out;
@@ -399,10 +467,14 @@ static int recipe_scan_log(struct cli *cli, int argc, char **argv)
 	/* A file's age is how long the trainer has been silent. */
 	if (stall > 0 && fd > 0 && !fstat(fd, &st))
 		recipe_scan_idle(s, difftime(time(NULL), st.st_mtime), stall);
+	res = recipe_scan_result(s);
 	if (json)
-		print_json(recipe_scan_json(recipe_scan_result(s)));
+		print_json(recipe_scan_json(res));
 	else
-		scan_print(recipe_scan_result(s));
+		scan_print(res);
+	/* scripts and the watcher branch on it */
+	if (res->phase == RECIPE_PHASE_FAILED)
+		status = EXIT_FAILED;
 out:
 	if (fd > 0)
 		close(fd);
@@ -411,6 +483,27 @@ out:
 }
 
 /* ---- outputs ---- */
+
+/* Read the run's log for an optimizer save that failed. */
+static int log_optimizer_untrusted(const char *path, const char *name, struct recipe_outputs *o,
+				   struct err *e)
+{
+	struct recipe_scan *s = recipe_scan_new(name);
+	struct stat st;
+	int fd = -1, r = fsx_open_regular(path, &fd, &st, e);
+
+	if (!r)
+		r = recipe_scan_fd(s, fd, path, e);
+	if (!r) {
+		recipe_scan_finish(s);
+		if (!recipe_scan_result(s)->optimizer_trusted)
+			recipe_outputs_distrust_optimizer(o);
+	}
+	if (fd >= 0)
+		close(fd);
+	recipe_scan_free(s);
+	return r;
+}
 
 static void outputs_print(const struct recipe_outputs *o)
 {
@@ -435,7 +528,8 @@ static void outputs_print(const struct recipe_outputs *o)
 	if (o->final < 0)
 		printf("resume on another machine: %s\n",
 		       o->resume_ready ? "the newest checkpoint and optimizer.pt"
-				       : "not possible yet (needs a checkpoint and optimizer.pt)");
+		       : o->optimizer_untrusted ? "not with optimizer.pt (its last save failed)"
+						: "not possible yet (needs a checkpoint and optimizer.pt)");
 	buf_release(&shown);
 }
 
@@ -443,11 +537,13 @@ static int recipe_outputs_cmd(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
+		{ "log", required_argument, NULL, 'l' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct recipe_outputs o = RECIPE_OUTPUTS_INIT;
+	const char *log_file = NULL;
 	struct buf text = BUF_INIT;
 	const char *name = NULL, *path;
 	bool json = false;
@@ -458,11 +554,14 @@ static int recipe_outputs_cmd(struct cli *cli, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n': name = optarg; break;
+		case 'l': log_file = optarg; break;
 		case 'j': json = true; break;
 		case 'h': fputs(cmd_recipe_usage, stdout); return EXIT_OK;
 		default: return cli_usage("recipe", "unknown option");
 		}
 	}
+	if (log_file && log_optimizer_untrusted(log_file, name, &o, &e))
+		return cli_fail(&e);
 	if (optind + 1 != argc)
 		return cli_usage("recipe", "outputs needs one LISTING, DIR, or - for standard input");
 	path = argv[optind];
@@ -503,6 +602,7 @@ int cmd_recipe(struct cli *cli, int argc, char **argv)
 		{ "list", recipe_list, NULL, NULL },
 		{ "show", recipe_show, NULL, NULL },
 		{ "render", recipe_render_cmd, NULL, NULL },
+		{ "env", recipe_env_cmd, NULL, NULL },
 		{ "scan-log", recipe_scan_log, NULL, NULL },
 		{ "outputs", recipe_outputs_cmd, NULL, NULL },
 	};

@@ -338,11 +338,17 @@ int recipe_outputs_classify(struct recipe_outputs *o, const char *name, struct e
 	if (o->final < 0) {
 		if (o->newest >= 0)
 			o->files[o->newest].resume = true;
-		if (o->optimizer >= 0 && o->newest >= 0)
+		if (o->optimizer >= 0 && o->newest >= 0 && !o->optimizer_untrusted)
 			o->files[o->optimizer].resume = true;
 	}
-	o->resume_ready = o->final < 0 && o->newest >= 0 && o->optimizer >= 0;
+	o->resume_ready = o->final < 0 && o->newest >= 0 && o->optimizer >= 0 &&
+			  !o->optimizer_untrusted;
 	return 0;
+}
+
+void recipe_outputs_distrust_optimizer(struct recipe_outputs *o)
+{
+	o->optimizer_untrusted = true;
 }
 
 void recipe_outputs_release(struct recipe_outputs *o)
@@ -408,6 +414,7 @@ json_t *recipe_outputs_json(const struct recipe_outputs *o)
 			    o->optimizer >= 0 ? json_string_escaped(o->files[o->optimizer].path) : json_null());
 	json_object_set_new(root, "resume", res);
 	json_object_set_new(root, "resume_ready", json_boolean(o->resume_ready));
+	json_object_set_new(root, "optimizer_trusted", json_boolean(!o->optimizer_untrusted));
 	json_object_set_new(root, "never_publish", priv);
 	json_object_set_new(root, "other", other);
 	return root;

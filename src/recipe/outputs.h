@@ -40,9 +40,10 @@ struct recipe_outputs {
 	size_t n, alloc;
 	int final, newest, optimizer;   /* indexes into files, -1: none */
 	bool resume_ready;      /* the newest checkpoint and optimizer.pt are there */
+	bool optimizer_untrusted;       /* its last save failed (the log said so) */
 };
 
-#define RECIPE_OUTPUTS_INIT { NULL, NULL, 0, 0, -1, -1, -1, false }
+#define RECIPE_OUTPUTS_INIT { NULL, NULL, 0, 0, -1, -1, -1, false, false }
 
 /* Add one listed file: a path relative to the training folder ("NAME/x")
  * or to the run's own folder ("x"); size -1 when unknown. */
@@ -55,6 +56,11 @@ void recipe_outputs_read_listing(struct recipe_outputs *o, const char *text, siz
  * checkpoints carry; ERR_USAGE when they carry several). */
 int recipe_outputs_classify(struct recipe_outputs *o, const char *name, struct err *e);
 void recipe_outputs_release(struct recipe_outputs *o);
+/* The log says the last optimizer save failed ("Could not save
+ * optimizer": recipe_scan_result's optimizer_trusted is false): before
+ * classifying, so that optimizer.pt, perhaps truncated, goes into no
+ * resume and resume_ready stays false. */
+void recipe_outputs_distrust_optimizer(struct recipe_outputs *o);
 /* Never published, by its base name: a copy of the config (ai-toolkit
  * writes it with ${VAR} secrets expanded: config.yaml, .job_config.json,
  * any .yaml or .yml), or an env file (.env, env, .env.*, *.env). */
@@ -69,7 +75,8 @@ const char *recipe_output_kind_name(enum recipe_output_kind k);
 long long recipe_checkpoint_step(const char *base, size_t *xlen);
 /* {"name", "complete", "final", "checkpoints": [{"path", "step", "size"}],
  *  "samples": [{"path", "step", "prompt", "epoch_ms", "size"}], "optimizer",
- *  "resume": [...], "resume_ready", "never_publish": [...], "other": [...]} */
+ *  "resume": [...], "resume_ready", "optimizer_trusted", "never_publish": [...],
+ *  "other": [...]} */
 json_t *recipe_outputs_json(const struct recipe_outputs *o);
 
 #endif

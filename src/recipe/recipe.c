@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/str.h"
+#include "common/xalloc.h"
+
 #define GB 1000000000ull
 #define MB 1000000ull
 
@@ -15,6 +18,11 @@
  * which needs sm_80 (Ampere): a 24 GB P40 or a V100 would pass every other
  * filter and fail after the whole model download. */
 #define AITK_WRITTEN_FOR "ai-toolkit 0.12.26 (commit 27a03a9), ostris/aitoolkit of that version"
+/* build_and_push_docker tags each build ostris/aitoolkit:$VERSION (from
+ * version.py); `latest` drifts with every push. 0.12.26 still spans three
+ * commits (89102f7, b96476a, 27a03a9), as the image clones main when it is
+ * built: `ferry remote wait --trainer-repo` reports the commit it runs. */
+#define AITK_IMAGE "ostris/aitoolkit:0.12.26"
 
 /* The image runs ai-toolkit headless from its checkout; the stand-in runs
  * anywhere, from ferry's source tree. */
@@ -37,7 +45,7 @@ static const struct recipe recipes[] = {
 		.name = "flux-dev-lora",
 		.summary = "FLUX.1-dev LoRA with ai-toolkit (gated model: needs HF_TOKEN)",
 		.base_model = "black-forest-labs/FLUX.1-dev",
-		.image = "ostris/aitoolkit:latest",
+		.image = AITK_IMAGE,
 		.vram_gb = 24,
 		.cuda_min = 13.0,
 		.driver_min = "580.65.06",
@@ -65,7 +73,7 @@ static const struct recipe recipes[] = {
 		.name = "flux-schnell-lora",
 		.summary = "FLUX.1-schnell LoRA with ai-toolkit and the schnell training adapter",
 		.base_model = "black-forest-labs/FLUX.1-schnell",
-		.image = "ostris/aitoolkit:latest",
+		.image = AITK_IMAGE,
 		.vram_gb = 24,
 		.cuda_min = 13.0,
 		.driver_min = "580.65.06",
@@ -169,4 +177,25 @@ void recipe_offer_needs(const struct recipe *r, unsigned long long dataset_bytes
 	wl->download_bytes = recipe_download_bytes(r, steps);
 	wl->model_bytes = r->model_bytes;
 	wl->speed_factor = r->speed_factor;
+}
+
+int recipe_env_lines(const struct recipe *r, const char *hf_token, struct strv *out,
+		     struct err *e)
+{
+	for (size_t i = 0; i < r->nenv; i++) {
+		const struct recipe_env *v = &r->env[i];
+		const char *value = v->value;
+
+		if (!value && !strcmp(v->name, "HF_TOKEN"))
+			value = hf_token && *hf_token ? hf_token : NULL;
+		if (!value && v->required)
+			return err_set(e, ERR_CONFIG, "%s needs %s (%s): set hf.token", r->name,
+				       v->name, v->why);
+		if (!value)
+			continue;
+		if (strchr(value, '\n') || strchr(value, '\r'))
+			return err_set(e, ERR_CONFIG, "%s holds a line break", v->name);
+		strv_push_nodup(out, xasprintf("%s=%s", v->name, value));
+	}
+	return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/err.h"
 #include "common/str.h"
 #include "vast/rank.h"
 
@@ -76,6 +77,13 @@ unsigned long long recipe_download_bytes(const struct recipe *r, unsigned long l
  * excluded machines) are left at 0 for the caller. */
 void recipe_offer_needs(const struct recipe *r, unsigned long long dataset_bytes,
 			unsigned long long steps, struct vast_workload *wl);
+/* The trainer's environment as NAME=VALUE entries (the env file `ferry
+ * remote launch --env-file` takes), appended to `out`: the recipe's fixed
+ * values (PYTHONUNBUFFERED, HF_HUB_DISABLE_XET) and HF_TOKEN from
+ * `hf_token` (the hf.token setting). ERR_CONFIG when a required one is
+ * missing. The entries hold secrets: zero them when done. */
+int recipe_env_lines(const struct recipe *r, const char *hf_token, struct strv *out,
+		     struct err *e);
 /* The command that starts the trainer on `config_path`, appended to `out`. */
 void recipe_launch_argv(const struct recipe_launch *l, const char *config_path, struct strv *out);
 

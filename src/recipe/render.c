@@ -150,6 +150,65 @@ static bool name_ok(const char *s)
 	       n;
 }
 
+/* ai-toolkit resumes from the newest of NAME*.safetensors, NAME*.pt and
+ * NAME* in its output folder (BaseSDTrainProcess.py:823-854): a name that
+ * begins a file it writes there picks that file up as the LoRA. The file,
+ * or NULL. */
+static const char *name_collision(const char *name)
+{
+	static const char *const files[] = { "config.yaml", "optimizer.pt", "samples",
+					     "loss_log.db" };
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (n && !strncmp(files[i], name, n))
+			return files[i];
+	return NULL;
+}
+
+static int name_collides(const char *name, struct err *e)
+{
+	const char *file = name_collision(name);
+
+	if (!file)
+		return 0;
+	return err_set(e, ERR_USAGE, "--name '%s' begins %s, which ai-toolkit writes next to the "
+		       "checkpoints: its resume looks for NAME* there and would load %s as the LoRA; "
+		       "choose another name", name, file, file);
+}
+
+/* The resume also drops every path holding one of these unless the name
+ * holds it too (BaseSDTrainProcess.py:844-851): an output folder with one
+ * would silently restart the run at step 0. The field that put it there
+ * is named. */
+static int output_tags(const struct recipe_params *p, const char *name, const char *output,
+		       struct err *e)
+{
+	static const char *const tags[] = { "_LoRA", "_refiner", "_t2i", "_cn" };
+
+	for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+		const char *field, *value;
+
+		if (!strstr(output, tags[i]) || strstr(name, tags[i]))
+			continue;
+		if (p->output) {
+			field = "--output";
+			value = p->output;
+		} else if (p->job && strstr(p->job, tags[i])) {
+			field = "--job";
+			value = p->job;
+		} else {
+			field = "remote.root";
+			value = p->remote_root ? p->remote_root : output;
+		}
+		return err_set(e, ERR_USAGE, "%s '%s' puts '%s' in the output path %s, and --name "
+			       "'%s' does not hold it: ai-toolkit's resume skips every file whose path "
+			       "holds %s unless the name does, so a relaunch would start again at "
+			       "step 0", field, value, tags[i], output, name, tags[i]);
+	}
+	return 0;
+}
+
 /* ai-toolkit replaces [trigger] and ${VAR} and the config is JSON: a trigger
  * with brackets, braces, '$', quotes or backslashes is asking for trouble. */
 static bool trigger_ok(const char *s)
@@ -217,8 +276,11 @@ int recipe_param_set(struct recipe_params *p, const char *param, const char *val
 	    !strcmp(param, "job") ? !job_ok(value) :
 	    !*value || str_has_ctrl(value) || !str_utf8_valid(value, strlen(value)))
 		return param_bad(pi, value, e);
-	if (!strcmp(param, "name"))
+	if (!strcmp(param, "name")) {
+		if (name_collides(value, e))
+			return ERR_USAGE;
 		set_text(&p->name, value);
+	}
 	else if (!strcmp(param, "trigger"))
 		set_text(&p->trigger, value);
 	else if (!strcmp(param, "job"))
@@ -477,11 +539,15 @@ int recipe_render(const struct recipe *r, const struct recipe_params *p, json_t 
 	if (sample_every > steps)
 		return err_set(e, ERR_USAGE, "--sample-every must be 0 (no samples) or a whole "
 			       "number from 1 to the steps (%llu), not %llu", steps, sample_every);
+	if (name_collides(name, e))
+		return ERR_USAGE;
 	rc = p->dataset ? absolute_path(p->dataset, &dataset, e)
 			: job_path(p, name, "dataset", &dataset, e);
 	if (!rc)
 		rc = p->output ? absolute_path(p->output, &output, e)
 			       : job_path(p, name, "output", &output, e);
+	if (!rc)
+		rc = output_tags(p, name, output, e);
 	if (!rc)
 		rc = sample_prompts(p, dataset, &trigger, &prompts, e);
 	if (rc)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/json_util.h"
@@ -31,10 +32,16 @@ struct recipe_scan {
 	char last[RECIPE_SCAN_LINE_MAX + 1];    /* the last non-empty line */
 	char name[256];
 	char dataset[RECIPE_SCAN_LINE_MAX + 1]; /* the last "Dataset: X" */
+	char folder_path[RECIPE_SCAN_LINE_MAX + 1]; /* the config's dataset folder */
+	bool folder_given;                      /* by recipe_scan_set_dataset */
+	bool in_echo;                           /* inside the config run.py echoes */
 	char failure_line[RECIPE_SCAN_LINE_MAX + 1];
 	long long fail_step;                    /* the step when it failed */
+	unsigned long long lineno, fail_lineno; /* lines seen; the one that failed */
 	bool confirmed;                         /* an error line or the exit said so */
 	long long sample_n;                     /* the sample bar's last n */
+	char warning_lines[RECIPE_WARN_COUNT][RECIPE_SCAN_LINE_MAX + 1];
+	unsigned long long warn_lineno[RECIPE_WARN_COUNT];
 
 	struct slot slots[RECIPE_SCAN_CHECKPOINTS];
 	bool used[RECIPE_SCAN_CHECKPOINTS];
@@ -66,6 +73,9 @@ static void scan_reset_run(struct recipe_scan *s)
 	s->res.resumed_from = -1;
 	s->sample_n = 0;
 	s->confirmed = false;
+	s->res.warnings = 0;
+	for (size_t i = 0; i < RECIPE_WARN_COUNT; i++)
+		s->warning_lines[i][0] = '\0';
 }
 
 struct recipe_scan *recipe_scan_new(const char *name)
@@ -74,10 +84,17 @@ struct recipe_scan *recipe_scan_new(const char *name)
 
 	s->res.step = s->res.total = -1;
 	s->res.loss = s->res.lr = s->res.rate_s_per_it = s->res.eta_s = NAN;
+	s->res.optimizer_trusted = true;
 	scan_reset_run(s);
 	if (name)
 		copy_bounded(s->name, sizeof(s->name), name);
 	return s;
+}
+
+void recipe_scan_set_dataset(struct recipe_scan *s, const char *folder_path)
+{
+	copy_bounded(s->folder_path, sizeof(s->folder_path), folder_path ? folder_path : "");
+	s->folder_given = folder_path && *folder_path;
 }
 
 void recipe_scan_free(struct recipe_scan *s)
@@ -103,9 +120,16 @@ const char *recipe_failure_name(enum recipe_failure f)
 {
 	static const char *const names[] = { "none", "oom", "hf_auth", "no_images",
 					     "dataset_missing", "cuda_kernel_image", "disk_full",
-					     "download_stalled", "killed", "unknown" };
+					     "download_stalled", "killed", "nan_loss", "unknown" };
 
 	return (unsigned)f < sizeof(names) / sizeof(names[0]) ? names[f] : "unknown";
+}
+
+const char *recipe_warning_name(enum recipe_warning w)
+{
+	static const char *const names[] = { "final_samples_failed", "optimizer_save_failed" };
+
+	return (unsigned)w < sizeof(names) / sizeof(names[0]) ? names[w] : "unknown";
 }
 
 /* ---- what a line says ---- */
@@ -123,10 +147,29 @@ static bool early(const struct recipe_scan *s)
 	       s->res.phase == RECIPE_PHASE_LOADING;
 }
 
+/* The first line that shows a warning stays, unless run.py's summing-up
+ * "Error running job: ..." comes after it. */
+static void scan_warn(struct recipe_scan *s, enum recipe_warning w, const char *line)
+{
+	if ((s->res.warnings & (1u << w)) &&
+	    !(strstr(line, "Error running job: ") &&
+	      !strstr(s->warning_lines[w], "Error running job: ")))
+		return;
+	s->res.warnings |= 1u << w;
+	s->warn_lineno[w] = s->lineno;
+	copy_bounded(s->warning_lines[w], sizeof(s->warning_lines[w]), line);
+}
+
 /* The first specific reason wins; "unknown" (an error line that named
- * nothing we know) gives way to a specific one found later. */
+ * nothing we know) gives way to a specific one found later. Once the final
+ * LoRA is saved, nothing fails the run: ai-toolkit saves it before the last
+ * sample round, so what fails after it is that round. */
 static void scan_fail(struct recipe_scan *s, enum recipe_failure code, const char *line)
 {
+	if (s->res.final_saved) {
+		scan_warn(s, RECIPE_WARN_FINAL_SAMPLES, line);
+		return;
+	}
 	/* run.py's "Error running job: ..." sums up what a traceback line
 	 * showed first: the better line to show. */
 	if (code == s->res.failure && strstr(line, "Error running job: ") &&
@@ -141,6 +184,7 @@ static void scan_fail(struct recipe_scan *s, enum recipe_failure code, const cha
 	copy_bounded(s->failure_line, sizeof(s->failure_line), line);
 	s->res.phase = RECIPE_PHASE_FAILED;
 	s->fail_step = s->res.step;
+	s->fail_lineno = s->lineno;
 }
 
 struct pattern {
@@ -162,6 +206,8 @@ static const struct pattern patterns[] = {
 	{ RECIPE_FAIL_HF_AUTH, "403 Client Error", false },
 	{ RECIPE_FAIL_HF_AUTH, "does not appear to have a file named config.json", false },
 	{ RECIPE_FAIL_HF_AUTH, "Invalid user token", false },
+	/* diffusers' wrapping of huggingface_hub 1.x's GatedRepoError */
+	{ RECIPE_FAIL_HF_AUTH, "You are trying to access a gated repo", false },
 	{ RECIPE_FAIL_NO_IMAGES, "no images found in", false },
 	{ RECIPE_FAIL_CUDA_KERNEL_IMAGE, "no kernel image is available for execution", false },
 	{ RECIPE_FAIL_DISK_FULL, "No space left on device", false },
@@ -172,23 +218,52 @@ static const struct pattern patterns[] = {
 	{ RECIPE_FAIL_DOWNLOAD_STALLED, "ReadTimeoutError", true },
 	{ RECIPE_FAIL_DOWNLOAD_STALLED, "Read timed out", true },
 	{ RECIPE_FAIL_DOWNLOAD_STALLED, "IncompleteRead", true },
-	{ RECIPE_FAIL_DOWNLOAD_STALLED, "Connection broken", true },
+	/* huggingface_hub 1.x downloads through httpx (hf_transfer is gone) */
+	{ RECIPE_FAIL_DOWNLOAD_STALLED, "httpx.ReadTimeout", true },
+	{ RECIPE_FAIL_DOWNLOAD_STALLED, "The read operation timed out", true },
+	{ RECIPE_FAIL_DOWNLOAD_STALLED, "RemoteProtocolError", true },
+	{ RECIPE_FAIL_DOWNLOAD_STALLED, "incomplete chunked read", true },
+	{ RECIPE_FAIL_DOWNLOAD_STALLED, "httpx.ConnectTimeout", true },
+	{ RECIPE_FAIL_DOWNLOAD_STALLED, "httpx.ConnectError", true },
+	{ RECIPE_FAIL_DOWNLOAD_STALLED, "httpx.ReadError", true },
+	/* a DataLoader worker killed for host memory (num_workers 2) */
+	{ RECIPE_FAIL_KILLED, "is killed by signal: Killed", false },
+	{ RECIPE_FAIL_KILLED, "DataLoader worker (pid", false },
+	{ RECIPE_FAIL_NAN_LOSS, "loss is nan", false },
 	{ RECIPE_FAIL_UNKNOWN, "Error running job: ", false },
 };
 
+/* `a` (n bytes) and `b` the same path, give or take a slash at the end. */
+static bool same_path(const char *a, size_t n, const char *b)
+{
+	size_t m = strlen(b);
+
+	while (n > 1 && a[n - 1] == '/')
+		n--;
+	while (m > 1 && b[m - 1] == '/')
+		m--;
+	return n && n == m && !memcmp(a, b, n);
+}
+
 /* "No such file or directory: '<the dataset>'": FileNotFoundError for the
- * folder the last "Dataset:" line named. */
+ * config's dataset folder, or the one the last "Dataset:" line named. A
+ * missing folder fails before ai-toolkit prints "Dataset:": it takes the
+ * path for a JSON caption file and open() raises. Python quotes a path
+ * holding ' with ". */
 static bool dataset_missing(const struct recipe_scan *s, const char *line)
 {
-	static const char marker[] = "No such file or directory: '";
+	static const char marker[] = "No such file or directory: ";
 	const char *p = strstr(line, marker), *end;
-	size_t n = strlen(s->dataset);
 
-	if (!p || !n)
+	if (!p)
 		return false;
 	p += sizeof(marker) - 1;
-	end = strrchr(p, '\'');
-	return end && (size_t)(end - p) == n && !memcmp(p, s->dataset, n);
+	if (*p != '\'' && *p != '"')
+		return false;
+	end = strrchr(p + 1, *p);
+	p++;
+	return end && (same_path(p, (size_t)(end - p), s->folder_path) ||
+		       same_path(p, (size_t)(end - p), s->dataset));
 }
 
 static void scan_failures(struct recipe_scan *s, const char *line)
@@ -202,6 +277,9 @@ static void scan_failures(struct recipe_scan *s, const char *line)
 			continue;
 		if (strstr(line, patterns[i].text)) {
 			scan_fail(s, patterns[i].code, line);
+			/* ai-toolkit trains on after a NaN loss (zeroed): it stays */
+			if (patterns[i].code == RECIPE_FAIL_NAN_LOSS)
+				s->confirmed = true;
 			break;
 		}
 	}
@@ -425,29 +503,49 @@ static bool desc_starts(const struct bar *b, const char *prefix)
 	return b->desc_len >= n && !memcmp(b->desc, prefix, n);
 }
 
-/* "KEY: VALUE" in the postfix, e.g. lr and loss. */
-static double postfix_value(const struct bar *b, const char *key)
+/* The text of "KEY: VALUE" in the postfix, e.g. lr and loss: its start,
+ * with *end past it; NULL when the key is not there. */
+static const char *postfix_text(const struct bar *b, const char *key, const char **end)
 {
 	const char *p = b->postfix, *stop, *q;
 	size_t n = strlen(key);
-	double v;
 
 	if (!p)
-		return NAN;
+		return NULL;
 	for (stop = p + b->postfix_len; p + n <= stop; p++) {
 		if (memcmp(p, key, n) || (p > b->postfix && p[-1] != ' '))
 			continue;
 		p += n;
 		for (q = p; q < stop && *q != ' ' && *q != ','; q++)
 			;
-		return number(p, q, &v) ? v : NAN;
+		*end = q;
+		return p;
 	}
-	return NAN;
+	return NULL;
+}
+
+static double postfix_value(const struct bar *b, const char *key)
+{
+	const char *end, *p = postfix_text(b, key, &end);
+	double v;
+
+	return p && number(p, end, &v) ? v : NAN;
+}
+
+/* "loss: nan" (tqdm prints a NaN tensor's value so; "-nan" too). */
+static bool postfix_nan(const struct bar *b, const char *key)
+{
+	const char *end, *p = postfix_text(b, key, &end);
+
+	if (p && end > p && *p == '-')
+		p++;
+	return p && end - p == 3 && !strncasecmp(p, "nan", 3);
 }
 
 /* The job's own bar: progress. `result` is the one to update (the
  * committed state, or the view for a bar tqdm is still drawing). */
-static void training_bar(struct recipe_scan *s, struct recipe_scan_result *r, const struct bar *b)
+static void training_bar(struct recipe_scan *s, struct recipe_scan_result *r, const struct bar *b,
+			 const char *line)
 {
 	double v;
 
@@ -471,6 +569,14 @@ static void training_bar(struct recipe_scan *s, struct recipe_scan_result *r, co
 		r->loss = v;
 	if (r->phase != RECIPE_PHASE_FAILED && r->phase != RECIPE_PHASE_DONE)
 		r->phase = RECIPE_PHASE_TRAINING;
+	/* A NaN loss is never hidden behind the last finite one. */
+	if (postfix_nan(b, "loss: ")) {
+		r->loss = NAN;
+		if (r == &s->res) {
+			scan_fail(s, RECIPE_FAIL_NAN_LOSS, line);
+			s->confirmed = true;
+		}
+	}
 }
 
 static void other_bar(struct recipe_scan *s, const struct bar *b)
@@ -532,6 +638,26 @@ static void scan_exit(struct recipe_scan *s, const char *line, const char *statu
 		s->res.phase = RECIPE_PHASE_FAILED;
 }
 
+/* ai-toolkit prints the exception (the line before), "Could not save
+ * optimizer" and trains on: the exception was no failure, but
+ * optimizer.pt is not to be trusted. */
+static void optimizer_not_saved(struct recipe_scan *s, const char *line)
+{
+	if (s->res.failure != RECIPE_FAIL_NONE && !s->confirmed &&
+	    s->fail_lineno + 1 == s->lineno) {
+		s->res.failure = RECIPE_FAIL_NONE;
+		s->failure_line[0] = '\0';
+		s->res.phase = RECIPE_PHASE_SAVING;
+	}
+	if ((s->res.warnings & (1u << RECIPE_WARN_FINAL_SAMPLES)) &&
+	    s->warn_lineno[RECIPE_WARN_FINAL_SAMPLES] + 1 == s->lineno) {
+		s->res.warnings &= ~(1u << RECIPE_WARN_FINAL_SAMPLES);
+		s->warning_lines[RECIPE_WARN_FINAL_SAMPLES][0] = '\0';
+	}
+	s->res.optimizer_trusted = false;
+	scan_warn(s, RECIPE_WARN_OPTIMIZER_SAVE, line);
+}
+
 static void scan_events(struct recipe_scan *s, const char *line)
 {
 	const char *v;
@@ -556,6 +682,10 @@ static void scan_events(struct recipe_scan *s, const char *line)
 		checkpoint_saved(s, v);
 	} else if ((v = after(line, "Removing old save: "))) {
 		checkpoint_removed(s, v);
+	} else if (starts(line, "Saved optimizer to ")) {
+		s->res.optimizer_trusted = true;
+	} else if (starts(line, "Could not save optimizer")) {
+		optimizer_not_saved(s, line);
 	} else if (starts(line, "Saving at step ")) {
 		set_phase(s, RECIPE_PHASE_SAVING);
 	} else if ((v = after(line, "Found step "))) {
@@ -566,6 +696,9 @@ static void scan_events(struct recipe_scan *s, const char *line)
 			s->res.resumed_from = st;
 	} else if (starts(line, "Generating baseline samples")) {
 		set_phase(s, RECIPE_PHASE_SAMPLING);
+	} else if ((starts(line, "Loading assistant lora") ||
+		    starts(line, "Unloading assistant lora")) && !early(s)) {
+		/* schnell's adapter around every sample round: not a phase */
 	} else if (starts(line, "Quantizing ")) {
 		set_phase(s, RECIPE_PHASE_QUANTIZING);
 	} else if (starts(line, "Caching latents") || starts(line, "- Saving latents to disk")) {
@@ -583,6 +716,47 @@ static void scan_events(struct recipe_scan *s, const char *line)
 	}
 }
 
+/* A line of the config's echo: "folder_path": "X" names the dataset. */
+static void echo_line(struct recipe_scan *s, const char *line)
+{
+	static const char key[] = "\"folder_path\": \"";
+	const char *p = after(line, key);
+	char *o = s->folder_path;
+
+	if (!p || s->folder_given || strncmp(line, key, sizeof(key) - 1))
+		return;
+	/* JSON's escapes for a path: \\ \" \/; anything else is kept as is */
+	for (; *p && *p != '"'; p++) {
+		if (*p == '\\' && (p[1] == '\\' || p[1] == '"' || p[1] == '/'))
+			p++;
+		*o++ = *p;
+	}
+	*o = '\0';
+}
+
+/* run.py echoes each process's config as JSON (indent 4) at start-up: a
+ * "{" line, indented lines, a "}" line. What the config says (a sample
+ * prompt taken from a caption that reads "CUDA out of memory") is not
+ * what happened: those lines raise nothing. True when `raw` was one. */
+static bool config_echo(struct recipe_scan *s, const char *raw, const char *line)
+{
+	bool indented = *raw == ' ' || *raw == '\t';
+
+	if (s->in_echo) {
+		if (indented) {
+			echo_line(s, line);
+			return true;
+		}
+		s->in_echo = false;
+		return !strcmp(line, "}");
+	}
+	if (!strcmp(raw, "{")) {
+		s->in_echo = true;
+		return true;
+	}
+	return false;
+}
+
 static void scan_line(struct recipe_scan *s)
 {
 	char *line = s->line;
@@ -598,10 +772,13 @@ static void scan_line(struct recipe_scan *s)
 	s->len = 0;
 	if (!*line)
 		return;
+	s->lineno++;
 	copy_bounded(s->last, sizeof(s->last), line);
+	if (config_echo(s, s->line, line))
+		return;
 	if (bar_parse(line, &b)) {
 		if (s->name[0] && desc_is(&b, s->name))
-			training_bar(s, &s->res, &b);
+			training_bar(s, &s->res, &b, line);
 		else
 			other_bar(s, &b);
 		/* Text printed after a bar without a line end of its own. */
@@ -738,10 +915,12 @@ const struct recipe_scan_result *recipe_scan_result(struct recipe_scan *s)
 		while (e > line && e[-1] == ' ')
 			e--;
 		if (e > line && e[-1] == ']' && bar_parse(line, &b) && desc_is(&b, s->name))
-			training_bar(s, &s->view, &b);
+			training_bar(s, &s->view, &b, line);
 	}
 	s->view.name = s->name;
 	s->view.failure_line = s->failure_line;
+	for (size_t i = 0; i < RECIPE_WARN_COUNT; i++)
+		s->view.warning_lines[i] = s->warning_lines[i];
 	for (size_t i = 0; i < s->norder; i++) {
 		const struct slot *sl = &s->slots[s->order[i]];
 
@@ -764,7 +943,7 @@ static json_t *maybe_int(long long v)
 
 json_t *recipe_scan_json(const struct recipe_scan_result *r)
 {
-	json_t *o = json_object(), *ck = json_array();
+	json_t *o = json_object(), *ck = json_array(), *warn = json_array();
 
 	for (size_t i = 0; i < r->ncheckpoints; i++) {
 		const struct recipe_checkpoint *c = &r->checkpoints[i];
@@ -790,5 +969,13 @@ json_t *recipe_scan_json(const struct recipe_scan_result *r)
 				    ? json_null()
 				    : json_pack("{s:s, s:o}", "code", recipe_failure_name(r->failure),
 						"line", json_string_escaped(r->failure_line ? r->failure_line : "")));
+	for (size_t i = 0; i < RECIPE_WARN_COUNT; i++)
+		if (r->warnings & (1u << i))
+			json_array_append_new(warn, json_pack("{s:s, s:o}", "code",
+							      recipe_warning_name((enum recipe_warning)i),
+							      "line", json_string_escaped(
+								      r->warning_lines[i] ? r->warning_lines[i] : "")));
+	json_object_set_new(o, "warnings", warn);
+	json_object_set_new(o, "optimizer_trusted", json_boolean(r->optimizer_trusted));
 	return o;
 }

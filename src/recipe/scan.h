@@ -36,8 +36,20 @@ enum recipe_failure {
 	RECIPE_FAIL_CUDA_KERNEL_IMAGE,
 	RECIPE_FAIL_DISK_FULL,
 	RECIPE_FAIL_DOWNLOAD_STALLED,
-	RECIPE_FAIL_KILLED,
+	RECIPE_FAIL_KILLED,         /* a signal, the host's OOM killer (a DataLoader worker too) */
+	RECIPE_FAIL_NAN_LOSS,       /* the loss became NaN: nothing good comes after */
 	RECIPE_FAIL_UNKNOWN,
+};
+
+/* Worth saying, not a failure: the run still counts as what it is. */
+enum recipe_warning {
+	/* a failure after the final LoRA was saved: ai-toolkit saves it, then
+	 * runs the last sample round, which failed; the LoRA is whole */
+	RECIPE_WARN_FINAL_SAMPLES,
+	/* "Could not save optimizer": ai-toolkit trains on, but optimizer.pt
+	 * is not to be trusted for a resume */
+	RECIPE_WARN_OPTIMIZER_SAVE,
+	RECIPE_WARN_COUNT,
 };
 
 struct recipe_checkpoint {
@@ -61,6 +73,9 @@ struct recipe_scan_result {
 	int exit_status;            /* from ferry's supervisor line; -1: not seen */
 	enum recipe_failure failure;
 	const char *failure_line;   /* the line that shows it ("" when none) */
+	unsigned warnings;          /* a bit (1u << enum recipe_warning) for each */
+	const char *warning_lines[RECIPE_WARN_COUNT];   /* "" for one not seen */
+	bool optimizer_trusted;     /* no optimizer save failed since the last good one */
 };
 
 struct recipe_scan;
@@ -68,6 +83,10 @@ struct recipe_scan;
 /* A scanner for the run whose training bar is labelled `name` (NULL: learn
  * it from the "# Running job: NAME" banner). */
 struct recipe_scan *recipe_scan_new(const char *name);
+/* The dataset folder the config names (datasets[0].folder_path), so that
+ * its FileNotFoundError reads as dataset_missing; without it, the
+ * "folder_path" of the config ai-toolkit echoes at start-up is used. */
+void recipe_scan_set_dataset(struct recipe_scan *s, const char *folder_path);
 void recipe_scan_free(struct recipe_scan *s);
 /* Bytes of the log, in any chunks: split on \r and \n, ANSI escapes and
  * other control characters dropped, each line cut at RECIPE_SCAN_LINE_MAX. */
@@ -88,10 +107,12 @@ size_t recipe_scan_held(const struct recipe_scan *s);
 
 const char *recipe_phase_name(enum recipe_phase p);
 const char *recipe_failure_name(enum recipe_failure f);
+const char *recipe_warning_name(enum recipe_warning w);
 /* {"phase", "name", "step", "total", "loss", "lr", "rate_s_per_it", "eta_s",
  *  "resumed_from", "checkpoints": [{"path", "step", "final"}],
  *  "checkpoints_saved", "samples", "exit_status",
- *  "failure": null | {"code", "line"}}; unknown numbers are null. */
+ *  "failure": null | {"code", "line"}, "warnings": [{"code", "line"}],
+ *  "optimizer_trusted"}; unknown numbers are null. */
 json_t *recipe_scan_json(const struct recipe_scan_result *r);
 
 #endif

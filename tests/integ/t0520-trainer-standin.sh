@@ -10,45 +10,13 @@ require_cmd python3 convert cwebp exiftool identify timeout
 cd "$tmpdir" || exit 1
 bash "$GEN_DATASET" valid dataset 12 512x512 >/dev/null || skip_all "gen_dataset.sh valid failed"
 
-# A copy of the stand-in, so that no .env above the source tree is read.
-mkdir aitk
-cp "$FERRY_SRC/examples/trainer/run.py" aitk/run.py
-RUN=$tmpdir/aitk/run.py
-EXAMPLE=$FERRY_SRC/examples/trainer/example-config.json
-export FERRY_STANDIN_STEP_S=0.005 FERRY_STANDIN_LOAD_S=0.01 FERRY_STANDIN_CKPT_KB=64
-unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_HUB_DISABLE_PROGRESS_BARS SEED
-
-# cfg OUT NAME [KEY=JSON...]: the example config renamed, with process keys
-# (dotted paths) replaced.
-cfg() {
-	python3 - "$EXAMPLE" "$@" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-out, name = sys.argv[2], sys.argv[3]
-c["config"]["name"] = name
-p = c["config"]["process"][0]
-for a in sys.argv[4:]:
-    k, v = a.split("=", 1)
-    d = p
-    ks = k.split(".")
-    for x in ks[:-1]:
-        d = d[x]
-    d[ks[-1]] = json.loads(v)
-json.dump(c, open(out, "w"), indent=2)
-PY
-}
+. "$(dirname "$0")/t0520-standin-lib.bash"
+export FERRY_STANDIN_CKPT_KB=64
 
 # names DIR [PATTERN]: the names of the files in DIR matching PATTERN, sorted,
 # on one line.
 names() {
 	find "$1" -mindepth 1 -maxdepth 1 -name "${2:-*}" -printf '%f\n' | LC_ALL=C sort | tr '\n' ' '
-}
-
-# pass_if DESC CMD...: one test that passes when CMD succeeds.
-pass_if() {
-	local desc=$1
-	shift
-	if "$@"; then t_pass "$desc"; else t_fail "$desc"; fi
 }
 
 # check_safetensors FILE STEP: a valid safetensors file whose metadata step is STEP.
@@ -116,11 +84,11 @@ out=$(cat ex.out)
 root=output/standin_demo
 t_match "start-up lines" "$out" $'^Running 1 job\n\\{\n'
 t_match "job banner" "$out" $'#############################################\n# Running job: standin_demo\n#############################################\n\nRunning  1 process\nLoading Flux model\nLoading transformer\nQuantizing transformer'
-t_match "network lines" "$out" $'create LoRA network. base dim \\(rank\\): 16, alpha: 16\ncreate LoRA for U-Net: 494 modules.'
+t_match "network lines" "$out" $'create LoRA network. base dim \\(rank\\): 16, alpha: 16\nneuron dropout: p=None, rank dropout: None, module dropout: None\ncreate LoRA for Text Encoder: 0 modules.\ncreate LoRA for U-Net: 494 modules.'
 t_match "dataset block counts the real images" "$out" $'Dataset: dataset\n  -  Preprocessing image dimensions\n  -  Found 12 images\nBucket sizes for dataset:\n512x512: 12 files\n1 buckets made\nCaching latents for dataset\n - Saving latents to disk'
 t_match "baseline samples" "$out" "Generating baseline samples before training"
 t_match "saves are announced" "$out" $'\nSaving at step 4\nSaved checkpoint to output/standin_demo/standin_demo_000000004.safetensors\nSaved optimizer to output/standin_demo/optimizer.pt'
-t_match "the final save is announced" "$out" $'Saved checkpoint to output/standin_demo/standin_demo.safetensors\nSaved optimizer to output/standin_demo/optimizer.pt$'
+t_match "the final save is announced, before the last samples" "$out" $'Saved checkpoint to output/standin_demo/standin_demo.safetensors\nSaved optimizer to output/standin_demo/optimizer.pt\nUnloading assistant lora\nLoading assistant lora$'
 t_not_match "no closing summary on success" "$out" "Result:"
 t_not_match "no bar on stdout" "$out" "standin_demo: +[0-9]+%"
 err=$(cat ex.err)
@@ -231,7 +199,9 @@ t_eq "samples only from step 12 after the resume" "$(names output/res/samples '*
 footer=$'Result:\n - 0 completed jobs\n - 1 failure\n========================================$'
 cfg f.json fail 'save.save_every=3' 'sample.sample_every=100'
 t_fails "FAIL_AT=5: exit 1" 1 env FERRY_STANDIN_FAIL_AT=5 python3 "$RUN" f.json
-t_match "the error line and footer" "$(cat "$T_OUT")" $'Batch Items:\n - dataset/[^\n]+\nError running job: stand-in failure at step 5 \\(FERRY_STANDIN_FAIL_AT=5\\)\n\n========================================\n'"$footer"
+t_not_match "no Batch Items (gone since 3b1f7b0)" "$(cat "$T_OUT")" "Batch Items:"
+t_eq "one traceback" "$(grep -c 'Traceback (most recent call last)' "$T_ERR")" 1
+t_match "the error line and footer" "$(cat "$T_OUT")" $'\nError running job: stand-in failure at step 5 \\(FERRY_STANDIN_FAIL_AT=5\\)\n\n========================================\n'"$footer"
 t_match "the traceback" "$(cat "$T_ERR")" $'Traceback \\(most recent call last\\):\n.*\nRuntimeError: stand-in failure at step 5 \\(FERRY_STANDIN_FAIL_AT=5\\)$'
 t_no_file "no final LoRA after a failure" output/fail/fail.safetensors
 rm -rf output/fail
@@ -277,16 +247,16 @@ PY
 rm -rf output/fail
 t_ok "HANG_AT=4: alive, silent, ended by SIGTERM" hangs hang.out 'Saved optimizer to' \
 	env FERRY_STANDIN_HANG_AT=4 python3 "$RUN" f.json
-t_match "  the bar stopped at 3/12" "$(tr '\r' '\n' <hang.err | grep -a '^fail:' | tail -1)" '^fail: +25%\|.*\| 3/12 \['
+t_match "  the bar stopped at 4/12 (steps done)" "$(tr '\r' '\n' <hang.err | grep -a '^fail:' | tail -1)" '^fail: +33%\|.*\| 4/12 \['
 t_match "  nothing after the save at 3" "$(tail -1 hang.out)" "Saved optimizer to output/fail/optimizer.pt"
 rm -rf output/fail
 t_ok "HANG_AT=load: silent after Loading transformer" hangs hang.out $'Loading transformer\n' \
 	env FERRY_STANDIN_HANG_AT=load python3 "$RUN" f.json
 t_eq "  the last line" "$(tail -1 hang.out)" "Loading transformer"
 rm -rf output/fail
-t_ok "HANG_AT=download: silent part-way through a download bar" hangs hang.err 'diffusion_pytorch_model-00002-of-00003.safetensors: +25%' \
+t_ok "HANG_AT=download: silent part-way through a download bar" hangs hang.err 'Downloading \(incomplete total\.\.\.\): +52%' \
 	env FERRY_STANDIN_HANG_AT=download python3 "$RUN" f.json
-t_match "  the last frame" "$(tr '\r' '\n' <hang.err | tail -1)" '^diffusion_pytorch_model-00002-of-00003\.safetensors: +25%\|██▌       \| 2\.49G/9\.95G \['
+t_match "  the last frame" "$(tr '\r' '\n' <hang.err | tail -1)" '^Downloading \(incomplete total\.\.\.\): +52%\|█████▏    \| 12\.5G/23\.8G \['
 
 # (the braces keep bash's "Killed" notices out of the TAP stream)
 rm -rf output/fail
@@ -319,7 +289,7 @@ t_fails "HF_AUTH=1: exit 1" 1 env FERRY_STANDIN_HF_AUTH=1 python3 "$RUN" f.json
 t_match "  GatedRepoError 401" "$(cat "$T_ERR")" $'huggingface_hub.errors.GatedRepoError: 401 Client Error.*\nCannot access gated repo for url https://huggingface.co/[^ ]+\\.\nAccess to model [^ ]+ is restricted. You must have access to it and be authenticated to access it. Please log in.'
 t_match "  after Loading transformer" "$(cat "$T_OUT")" $'Loading transformer\nError running job: 401 Client Error'
 t_fails "HF_AUTH=403: licence not accepted" 1 env FERRY_STANDIN_HF_AUTH=403 python3 "$RUN" f.json
-t_match "  403, then no config.json" "$(cat "$T_ERR")" $'GatedRepoError: 403 Client Error.*\nOSError: black-forest-labs/FLUX.1-schnell does not appear to have a file named config.json'
+t_match "  403 (hub 1.x), wrapped by diffusers" "$(cat "$T_ERR")" $'GatedRepoError: 403 Client Error.*not in the authorized list.*\nOSError: You are trying to access a gated repo.\nMake sure to have access to it at https://huggingface.co/black-forest-labs/FLUX.1-schnell.'
 cfg dev.json dev 'model.name_or_path="black-forest-labs/FLUX.1-dev"' 'train.steps=3' 'sample.sample_every=100'
 t_fails "FLUX.1-dev without HF_TOKEN fails like a gated model" 1 python3 "$RUN" dev.json
 t_match "  401 for FLUX.1-dev" "$(cat "$T_OUT")" "Error running job: 401 Client Error.*Access to model black-forest-labs/FLUX.1-dev is restricted"
@@ -331,7 +301,8 @@ rm aitk/.env
 
 cfg miss.json miss "datasets=[{\"folder_path\": \"$tmpdir/no such folder\"}]"
 t_fails "missing dataset folder: exit 1" 1 python3 "$RUN" miss.json
-t_match "  FileNotFoundError like ai-toolkit" "$(cat "$T_OUT")" "Dataset: $tmpdir/no such folder"$'\n'"Error running job: \\[Errno 2\\] No such file or directory: '$tmpdir/no such folder'"
+t_not_match "  before any Dataset: line" "$(cat "$T_OUT")" "Dataset: "
+t_match "  FileNotFoundError like ai-toolkit" "$(cat "$T_OUT")" "Error running job: \\[Errno 2\\] No such file or directory: '$tmpdir/no such folder'"
 t_match "  in the traceback" "$(tail -1 "$T_ERR")" "^FileNotFoundError: \\[Errno 2\\] No such file or directory: '$tmpdir/no such folder'$"
 mkdir -p empty/.hidden
 cp dataset/img_001.jpg empty/.hidden/
@@ -368,7 +339,7 @@ t_match "  the log has the bar in ASCII" "$(tr '\r' '\n' <logs/run.log)" $'\nkee
 t_match "  and the stdout lines" "$(cat logs/run.log)" "Saved checkpoint to output/keep/keep.safetensors"
 rm -rf output/keep
 t_ok "DOWNLOAD=1 shows Hugging Face download bars" env FERRY_STANDIN_DOWNLOAD=1 python3 "$RUN" keep.json
-t_match "  in bytes" "$(tr '\r' '\n' <"$T_ERR")" $'\ndiffusion_pytorch_model-00001-of-00003.safetensors: 100%\\|██████████\\| 9.98G/9.98G \\[[0-9:]+<00:00, +[0-9.]+[kMG]?B/s\\]'
+t_match "  in bytes, aggregated (hub 1.x)" "$(tr '\r' '\n' <"$T_ERR")" $'\nDownload complete: 100%\\|██████████\\| 23.8G/23.8G \\[[0-9:]+<00:00, +[0-9.]+[kMG]?B/s\\]'
 
 # --- a checkpoint grows while it is written -----------------------------------------------
 cfg grow.json grow 'train.steps=4' 'save.save_every=2' 'sample.sample_every=100'

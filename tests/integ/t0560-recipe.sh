@@ -74,6 +74,35 @@ t_fails "an unknown recipe" 2 "$FERRY" recipe render nope
 t_fails "a missing prompts file" 1 "$FERRY" recipe render flux-dev-lora --prompts nothere.txt
 t_match "names --prompts" "$(cat "$T_ERR")" "--prompts"
 
+# ai-toolkit's resume glob (NAME* next to the checkpoints) and its path filter.
+for n in con config.yaml sam samples opt optimizer.pt loss; do
+	t_fails "--name $n collides with ai-toolkit's resume" 2 "$FERRY" recipe render flux-dev-lora --name "$n"
+done
+t_match "and says which file and why" "$(cat "$T_ERR")" "--name 'loss' begins loss_log.db.*load loss_log.db as the LoRA"
+t_ok "--name configs is fine (no file begins it)" "$FERRY" recipe render flux-dev-lora --name configs
+t_fails "--output holding _cn" 2 "$FERRY" recipe render flux-dev-lora --name face --output /data/x_cn/out
+t_match "names --output and the tag" "$(cat "$T_ERR")" "--output '/data/x_cn/out' puts '_cn' in the output path"
+t_fails "--job holding _t2i" 2 "$FERRY" recipe render flux-dev-lora --name face --job run_t2i
+t_match "names --job" "$(cat "$T_ERR")" "--job 'run_t2i' puts '_t2i'"
+t_fails "remote.root holding _LoRA" 2 "$FERRY" --set remote.root=/srv/my_LoRA recipe render flux-dev-lora --name face
+t_match "names remote.root" "$(cat "$T_ERR")" "remote.root '/srv/my_LoRA' puts '_LoRA'"
+t_ok "a name holding the tag too is fine" "$FERRY" recipe render flux-dev-lora --name face_cn --output /data/x_cn/out
+
+# The env file: HF_TOKEN from hf.token, the recipe's fixed variables.
+t_fails "env for the gated model without a token" 3 "$FERRY" recipe env flux-dev-lora -o dev.env
+t_match "says to set hf.token" "$(cat "$T_ERR")" "HF_TOKEN.*hf.token"
+t_fails "env needs -o" 2 "$FERRY" recipe env flux-dev-lora
+t_ok "env for schnell" "$FERRY" recipe env flux-schnell-lora -o schnell.env
+t_eq "the fixed variables" "$(cat schnell.env)" "PYTHONUNBUFFERED=1
+HF_HUB_DISABLE_XET=1"
+HF_TOKEN=hf_IntegTokenValue0123456789 t_ok "env with hf.token" "$FERRY" recipe env flux-dev-lora -o dev.env
+t_eq "the token and xet off" "$(cat dev.env)" "HF_TOKEN=hf_IntegTokenValue0123456789
+PYTHONUNBUFFERED=1
+HF_HUB_DISABLE_XET=1"
+t_eq "mode 0600" "$(stat -c %a dev.env)" "600"
+t_eq "nothing printed" "$(cat "$T_OUT")" ""
+t_match "show: the pinned image" "$show" "trainer image +ostris/aitoolkit:0.12.26"
+
 # No token, ever.
 export HF_TOKEN=hf_IntegTokenValue0123456789
 t_ok "render flux-dev-lora with HF_TOKEN set" "$FERRY" recipe render flux-dev-lora --dataset ds -o dev.json
@@ -115,8 +144,8 @@ t_ok "render for that job" "$FERRY" --set remote.root="$lroot" recipe render flu
 printf 'FERRY_STANDIN_SIGNAL_AT=5:9\nFERRY_STANDIN_FAULT_ONCE=%s/sj-fault\n' "$tmpdir" >sj.env
 t_ok "launch it under the supervisor" "$FERRY" remote launch --target "local:$lroot" --job sj --config sj.json --env-file sj.env --heartbeat 1 -- python3 "$trainer" config.json
 for _ in $(seq 150); do [ -f "$lroot/sj/state/exit" ] && break; sleep 0.2; done
-t_ok "scan-log the supervisor's log" "$FERRY" recipe scan-log --json "$lroot/sj/train.log"
-t_eq "killed (137), the bar at 4 of 8" "$(pyq "$T_OUT" '(d["phase"], d["failure"]["code"], d["exit_status"], d["step"], d["total"])')" "('failed', 'killed', 137, 4, 8)"
+t_fails "scan-log the supervisor's log: failed, exit 1" 1 "$FERRY" recipe scan-log --json "$lroot/sj/train.log"
+t_eq "killed (137), the bar at 5 of 8 (steps done)" "$(pyq "$T_OUT" '(d["phase"], d["failure"]["code"], d["exit_status"], d["step"], d["total"])')" "('failed', 'killed', 137, 5, 8)"
 t_eq "the step-4 checkpoint" "$(pyq "$T_OUT" '[(c["step"], c["final"]) for c in d["checkpoints"]]')" "[(4, False)]"
 t_ok "outputs of the killed run" "$FERRY" recipe outputs --json "$lroot/sj/output"
 t_eq "what a resume needs" "$(pyq "$T_OUT" 'd["resume"]')" "['sj/sj_000000004.safetensors', 'sj/optimizer.pt']"
@@ -129,20 +158,20 @@ t_eq "done, resumed from 4, exit 0" "$(pyq "$T_OUT" '(d["phase"], d["failure"], 
 # a fresh output folder each: the first run's final LoRA would be resumed from
 sed "s#$tmpdir/out#$tmpdir/out-oom#" first.json >oom.json
 FERRY_STANDIN_OOM_AT=3 python3 "$trainer" oom.json >oom.log 2>&1
-t_ok "scan-log an OOM" "$FERRY" recipe scan-log --json oom.log
+t_fails "scan-log an OOM" 1 "$FERRY" recipe scan-log --json oom.log
 t_eq "oom" "$(pyq "$T_OUT" '(d["phase"], d["failure"]["code"])')" "('failed', 'oom')"
 t_match "with the line that shows it" "$(pyq "$T_OUT" 'd["failure"]["line"]')" "3 times in a row"
 sed "s#$tmpdir/out#$tmpdir/out-auth#" first.json >auth.json
 FERRY_STANDIN_HF_AUTH=403 python3 "$trainer" auth.json >auth.log 2>&1
-t_ok "scan-log a licence not accepted" "$FERRY" recipe scan-log --json auth.log
+t_fails "scan-log a licence not accepted" 1 "$FERRY" recipe scan-log --json auth.log
 t_eq "hf_auth" "$(pyq "$T_OUT" 'd["failure"]["code"]')" "hf_auth"
 sed "s#$tmpdir/ds#$tmpdir/nothere#" first.json >missing.json
 python3 "$trainer" missing.json >missing.log 2>&1
-t_ok "scan-log a missing dataset" "$FERRY" recipe scan-log missing.log
+t_fails "scan-log a missing dataset" 1 "$FERRY" recipe scan-log missing.log
 t_match "dataset_missing" "$(cat "$T_OUT")" "failure +dataset_missing"
 printf 'Running 1 job\n# Running job: t1\nLoading Flux model\nLoading transformer\n' >stalled.log
 touch -d '1 hour ago' stalled.log
-t_ok "scan-log a silent download" "$FERRY" recipe scan-log --stall-after 600 --json stalled.log
+t_fails "scan-log a silent download" 1 "$FERRY" recipe scan-log --stall-after 600 --json stalled.log
 t_eq "download_stalled" "$(pyq "$T_OUT" '(d["failure"]["code"], d["failure"]["line"])')" "('download_stalled', 'Loading transformer')"
 t_ok "without --stall-after it is loading" "$FERRY" recipe scan-log --json stalled.log
 t_eq "loading" "$(pyq "$T_OUT" '(d["phase"], d["failure"])')" "('loading', None)"

@@ -132,6 +132,57 @@ static void test_a_finished_run(void **state)
 	recipe_outputs_release(&o);
 }
 
+/* `listing` read and classified into `o`, the run's name found. */
+static void classified(struct recipe_outputs *o, const char *listing)
+{
+	struct err e = { 0 };
+
+	recipe_outputs_read_listing(o, listing, strlen(listing));
+	if (recipe_outputs_classify(o, NULL, &e))
+		fail_msg("classify: %s", e.msg);
+}
+
+/* ai-toolkit's real names: thumbnails are <sample>.jpg in .thumbs (a double
+ * extension) and are made in .tmp first (BaseSDTrainProcess.py:1254-1300). */
+static void test_real_thumbnail_names(void **state)
+{
+	static const char listing[] = "jdoe_v1/jdoe_v1_000000250.safetensors\n"
+				      "jdoe_v1/samples/1724512345678__000000250_0.jpg\n"
+				      "jdoe_v1/samples/.thumbs/1724512345678__000000250_0.jpg.jpg\n"
+				      "jdoe_v1/samples/.tmp/1724512345990__000000250_1.jpg.jpg\n";
+	struct recipe_outputs o = RECIPE_OUTPUTS_INIT;
+
+	classified(&o, listing);
+	assert_int_equal(find(&o, "jdoe_v1/samples/.thumbs/1724512345678__000000250_0.jpg.jpg")->kind,
+			 RECIPE_OUT_THUMBNAIL);
+	assert_int_equal(find(&o, "jdoe_v1/samples/.tmp/1724512345990__000000250_1.jpg.jpg")->kind,
+			 RECIPE_OUT_PARTIAL);
+	assert_int_equal(find(&o, "jdoe_v1/samples/1724512345678__000000250_0.jpg")->kind,
+			 RECIPE_OUT_SAMPLE);
+	recipe_outputs_release(&o);
+}
+
+/* "Could not save optimizer": ai-toolkit trained on, and optimizer.pt may
+ * be truncated: it goes into no resume. */
+static void test_untrusted_optimizer(void **state)
+{
+	static const char listing[] = "jdoe_v1/jdoe_v1_000000500.safetensors\n"
+				      "jdoe_v1/optimizer.pt\n";
+	struct recipe_outputs o = RECIPE_OUTPUTS_INIT;
+	json_t *j;
+
+	recipe_outputs_distrust_optimizer(&o);
+	classified(&o, listing);
+	assert_false(o.resume_ready);
+	assert_true(find(&o, "jdoe_v1/jdoe_v1_000000500.safetensors")->resume);
+	assert_false(find(&o, "jdoe_v1/optimizer.pt")->resume);
+	j = recipe_outputs_json(&o);
+	assert_false(json_is_true(json_object_get(j, "optimizer_trusted")));
+	assert_int_equal(json_array_size(json_object_get(j, "resume")), 1);
+	json_decref(j);
+	recipe_outputs_release(&o);
+}
+
 /* A pulled copy carries ferry's marks (.ferry-pulled/...): not outputs. */
 static void test_ferry_marks_left_out(void **state)
 {
@@ -218,6 +269,8 @@ int main(void)
 		cmocka_unit_test(test_several_runs),
 		cmocka_unit_test(test_before_the_first_checkpoint),
 		cmocka_unit_test(test_read_a_folder),
+		cmocka_unit_test(test_real_thumbnail_names),
+		cmocka_unit_test(test_untrusted_optimizer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

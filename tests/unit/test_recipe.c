@@ -542,6 +542,115 @@ static void test_launch_and_env(void **state)
 	assert_false(schnell->needs_hf_token);
 }
 
+/* ai-toolkit's get_latest_save_path globs NAME* next to the checkpoints
+ * (BaseSDTrainProcess.py:823-854): a name that begins config.yaml,
+ * optimizer.pt, samples or loss_log.db would resume from that file. */
+static void test_names_that_collide_with_the_resume_glob(void **state)
+{
+	static const char *const bad[] = { "c", "con", "config", "config.yaml", "o", "opt",
+					   "optimizer", "optimizer.pt", "s", "sam", "samples",
+					   "l", "loss", "loss_log", "loss_log.db" };
+	static const char *const good[] = { "configs", "config2", "optimise", "sample_face",
+					    "samplesx", "loss2", "Con", "ohwx_v1" };
+	struct recipe_params p = { 0 };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct err e = { 0 };
+
+		if (recipe_param_set(&p, "name", bad[i], &e) != ERR_USAGE ||
+		    !strstr(e.msg, "--name") || !strstr(e.msg, bad[i]) ||
+		    !strstr(e.msg, "as the LoRA"))
+			fail_msg("--name %s: got '%s'", bad[i], e.msg);
+	}
+	assert_null(p.name);
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct err e = { 0 };
+
+		if (recipe_param_set(&p, "name", good[i], &e))
+			fail_msg("--name %s refused: %s", good[i], e.msg);
+	}
+	recipe_params_release(&p);
+}
+
+/* The same resume drops every path holding _LoRA, _refiner, _t2i or _cn
+ * unless the name holds it (BaseSDTrainProcess.py:844-851): refused at
+ * render, naming the field and its value. */
+static void test_output_path_tags(void **state)
+{
+	static const struct {
+		const char *field, *value, *name, *says;
+	} cases[] = {
+		{ "output", "/data/x_cn/out", "face", "--output '/data/x_cn/out' puts '_cn'" },
+		{ "output", "/data/my_LoRA", "face", "--output '/data/my_LoRA' puts '_LoRA'" },
+		{ "job", "run_t2i", "face", "--job 'run_t2i' puts '_t2i'" },
+		{ "remote-root", "/srv/a_refiner", "face", "remote.root '/srv/a_refiner' puts '_refiner'" },
+		{ "output", "/data/x_cn/out", "face_cn", NULL },
+		{ "output", "/data/x_lora/out", "face", NULL },  /* case matters */
+		{ "job", "run_t2i", "run_t2i", NULL },
+	};
+	const struct recipe *r = recipe_find("flux-dev-lora");
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct recipe_params p = { 0 };
+		struct err e = { 0 };
+		json_t *cfg = NULL;
+		int rc;
+
+		assert_int_equal(recipe_param_set(&p, cases[i].field, cases[i].value, &e), 0);
+		assert_int_equal(recipe_param_set(&p, "name", cases[i].name, &e), 0);
+		rc = recipe_render(r, &p, &cfg, &e);
+		if (cases[i].says ? rc != ERR_USAGE || !strstr(e.msg, cases[i].says) : rc != 0)
+			fail_msg("--%s %s --name %s: got %d '%s'", cases[i].field, cases[i].value,
+				 cases[i].name, rc, e.msg);
+		if (cases[i].says)
+			assert_null(cfg);
+		json_decref(cfg);
+		recipe_params_release(&p);
+	}
+}
+
+/* The env file: HF_TOKEN from hf.token where the recipe wants it, the
+ * fixed values always; a required one missing is a config error. */
+static void test_env_lines(void **state)
+{
+	const struct recipe *dev = recipe_find("flux-dev-lora"), *schnell =
+		recipe_find("flux-schnell-lora");
+	struct strv env = STRV_INIT;
+	struct err e = { 0 };
+
+	assert_int_equal(recipe_env_lines(dev, NULL, &env, &e), ERR_CONFIG);
+	assert_non_null(strstr(e.msg, "HF_TOKEN"));
+	assert_non_null(strstr(e.msg, "hf.token"));
+	assert_int_equal(recipe_env_lines(dev, "", &env, &e), ERR_CONFIG);
+	strv_release(&env);
+	assert_int_equal(recipe_env_lines(dev, "hf_abcdefgh12345678", &env, &e), 0);
+	assert_int_equal(env.n, 3);
+	assert_string_equal(env.v[0], "HF_TOKEN=hf_abcdefgh12345678");
+	assert_string_equal(env.v[1], "PYTHONUNBUFFERED=1");
+	assert_string_equal(env.v[2], "HF_HUB_DISABLE_XET=1");
+	strv_release(&env);
+	assert_int_equal(recipe_env_lines(dev, "hf_a\nB=c", &env, &e), ERR_CONFIG);
+	strv_release(&env);
+	/* schnell is not gated: no token, even when one is set */
+	assert_int_equal(recipe_env_lines(schnell, "hf_abcdefgh12345678", &env, &e), 0);
+	assert_int_equal(env.n, 2);
+	assert_string_equal(env.v[1], "HF_HUB_DISABLE_XET=1");
+	strv_release(&env);
+}
+
+/* The image is a version tag (build_and_push_docker tags $VERSION), the
+ * one the configs are written for; never the drifting `latest`. */
+static void test_image_is_pinned(void **state)
+{
+	size_t n;
+	const struct recipe *all = recipe_all(&n);
+
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(all[i].image, "ostris/aitoolkit:0.12.26");
+		assert_non_null(strstr(all[i].written_for, "0.12.26"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -558,6 +667,10 @@ int main(void)
 		cmocka_unit_test(test_prompts_from_captions),
 		cmocka_unit_test(test_prompts_from_a_dataset),
 		cmocka_unit_test(test_launch_and_env),
+		cmocka_unit_test(test_names_that_collide_with_the_resume_glob),
+		cmocka_unit_test(test_output_path_tags),
+		cmocka_unit_test(test_env_lines),
+		cmocka_unit_test(test_image_is_pinned),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

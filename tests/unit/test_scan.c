@@ -262,6 +262,12 @@ static const struct failure_case failures[] = {
 	  "Error running job: black-forest-labs/FLUX.1-dev does not appear to have a file named "
 	  "config.json. Checkout 'https://huggingface.co/black-forest-labs/FLUX.1-dev/tree/main'\n",
 	  RECIPE_FAIL_HF_AUTH, "does not appear to have a file named config.json" },
+	{ "licence not accepted, huggingface_hub 1.x and diffusers",
+	  "Loading transformer\n"
+	  "Error running job: You are trying to access a gated repo.\n"
+	  "Make sure to have access to it at https://huggingface.co/black-forest-labs/FLUX.1-dev.\n"
+	  "403 Client Error. (Request ID: Root=1-abc)\n",
+	  RECIPE_FAIL_HF_AUTH, "Error running job: You are trying to access a gated repo" },
 	{ "empty dataset folder",
 	  "Dataset: /workspace/dataset\n  -  Found 0 images\n"
 	  "Error running job: no images found in /workspace/dataset\n",
@@ -301,6 +307,56 @@ static const struct failure_case failures[] = {
 	  RECIPE_FAIL_UNKNOWN, "status 0" },
 	{ "exit 1 with nothing said", "Loading VAE\n[ferry] trainer exited with status 1\n",
 	  RECIPE_FAIL_UNKNOWN, "status 1" },
+	/* A missing folder fails in open() before any "Dataset:" line
+	 * (data_loader.py:444, issue #178): the echoed config names it. */
+	{ "missing dataset, no Dataset: line",
+	  "{\n    \"type\": \"sd_trainer\",\n    \"datasets\": [\n        {\n"
+	  "            \"folder_path\": \"/root/ferry/j/dataset\",\n"
+	  "            \"caption_ext\": \"txt\"\n        }\n    ]\n}\n"
+	  "Preparing Model\n"
+	  "Error running job: [Errno 2] No such file or directory: '/root/ferry/j/dataset'\n"
+	  "========================================\nResult:\n - 0 completed jobs\n - 1 failure\n"
+	  "========================================\nTraceback (most recent call last):\n"
+	  "  File \"/app/ai-toolkit/toolkit/data_loader.py\", line 444, in __init__\n"
+	  "    with open(self.dataset_path, 'r') as f:\n"
+	  "FileNotFoundError: [Errno 2] No such file or directory: '/root/ferry/j/dataset'\n",
+	  RECIPE_FAIL_DATASET_MISSING, "Error running job: [Errno 2]" },
+	{ "missing dataset whose path holds a quote",
+	  "{\n    \"datasets\": [{\"folder_path\": \"x\"}],\n"
+	  "    \"folder_path\": \"/d/it's\"\n}\n"
+	  "FileNotFoundError: [Errno 2] No such file or directory: \"/d/it's\"\n",
+	  RECIPE_FAIL_DATASET_MISSING, "\"/d/it's\"" },
+	/* huggingface_hub 1.x: httpx, no hf_transfer */
+	{ "httpx read timeout",
+	  "Loading transformer\n"
+	  "\rFetching 3 files:  33%|###3      | 1/3 [02:10<04:20, 130.0s/it]\n"
+	  "httpx.ReadTimeout: The read operation timed out\n",
+	  RECIPE_FAIL_DOWNLOAD_STALLED, "httpx.ReadTimeout" },
+	{ "httpx incomplete chunked read",
+	  "Loading T5\n"
+	  "httpx.RemoteProtocolError: peer closed connection without sending complete message "
+	  "body (incomplete chunked read)\n",
+	  RECIPE_FAIL_DOWNLOAD_STALLED, "incomplete chunked read" },
+	{ "a DataLoader worker killed (host memory)",
+	  "\rjdoe_v1:   5%|5         | 100/2000 [02:00<38:00,  1.20s/it, lr: 1.0e-04 loss: 3.0e-01]"
+	  "\nError running job: DataLoader worker (pid 4242) is killed by signal: Killed. \n"
+	  "========================================\nResult:\n - 0 completed jobs\n - 1 failure\n"
+	  "========================================\n"
+	  "RuntimeError: DataLoader worker (pid 4242) is killed by signal: Killed. \n"
+	  "[ferry] trainer exited with status 1\n",
+	  RECIPE_FAIL_KILLED, "DataLoader worker (pid 4242) is killed" },
+	{ "a NaN loss on the bar",
+	  "\rjdoe_v1:   5%|5         | 100/2000 [02:00<38:00,  1.20s/it, lr: 1.0e-04 loss: 3.0e-01]"
+	  "\rjdoe_v1:   5%|5         | 101/2000 [02:01<38:00,  1.20s/it, lr: 1.0e-04 loss: nan]"
+	  "\rjdoe_v1:   5%|5         | 102/2000 [02:02<38:00,  1.20s/it, lr: 1.0e-04 loss: 0.000e+00]"
+	  "\n",
+	  RECIPE_FAIL_NAN_LOSS, "101/2000" },
+	{ "SDTrainer's loss is nan",
+	  "\rjdoe_v1:   5%|5         | 100/2000 [02:00<38:00,  1.20s/it, lr: 1.0e-04 loss: 3.0e-01]"
+	  "\nloss is nan\n"
+	  "\rjdoe_v1:   5%|5         | 140/2000 [02:40<38:00,  1.20s/it, lr: 1.0e-04 loss: 0.000e+00]"
+	  "\n",
+	  RECIPE_FAIL_NAN_LOSS, "loss is nan" },
 };
 
 static void test_failures(void **state)
@@ -472,7 +528,9 @@ static void test_chunking_changes_nothing(void **state)
 	recipe_scan_feed(s, log, n);
 	recipe_scan_finish(s);
 	want = json_of(s);
-	assert_non_null(strstr(want, "\"code\": \"oom\""));
+	/* the OOM came after the final save: a warning, the run is done */
+	assert_non_null(strstr(want, "\"code\": \"final_samples_failed\""));
+	assert_non_null(strstr(want, "\"phase\": \"done\""));
 	recipe_scan_free(s);
 
 	s = recipe_scan_new(NULL);
@@ -622,6 +680,178 @@ static void test_one_gib_in_constant_memory(void **state)
 	free(chunk);
 }
 
+/* ai-toolkit 27a03a9 saves the final LoRA, then runs the last sample
+ * round (f743ccf): a failure there leaves a whole LoRA. Done, with a
+ * warning; never a failed run to retry. */
+static void test_failure_after_the_final_save(void **state)
+{
+	struct recipe_scan *s = recipe_scan_new("jdoe_v1");
+	const struct recipe_scan_result *r = scan_all(s,
+		"\rjdoe_v1: 100%|##########| 2000/2000 [41:20<00:00,  1.24s/it, lr: 1.0e-04 "
+		"loss: 2.871e-01]\n"
+		"Saved checkpoint to /w/o/jdoe_v1/jdoe_v1.safetensors\n"
+		"Saved optimizer to /w/o/jdoe_v1/optimizer.pt\n"
+		"\rGenerating Images:   0%|          | 0/4 [00:00<?, ?it/s]"
+		"\rGenerating Images:  25%|##5       | 1/4 [00:21<01:03, 21.0s/it]\n"
+		"Error running job: CUDA out of memory. Tried to allocate 1.50 GiB. GPU 0 has a total "
+		"capacity of 23.55 GiB of which 1.02 GiB is free.\n"
+		"========================================\nResult:\n - 0 completed jobs\n - 1 failure\n"
+		"========================================\nTraceback (most recent call last):\n"
+		"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.50 GiB.\n"
+		"[ferry] trainer exited with status 1\n");
+	json_t *j;
+
+	assert_int_equal(r->phase, RECIPE_PHASE_DONE);
+	assert_int_equal(r->failure, RECIPE_FAIL_NONE);
+	assert_true(r->final_saved);
+	assert_int_equal(r->exit_status, 1);
+	assert_true(r->warnings & (1u << RECIPE_WARN_FINAL_SAMPLES));
+	assert_non_null(strstr(r->warning_lines[RECIPE_WARN_FINAL_SAMPLES],
+			       "Error running job: CUDA out of memory"));
+	j = recipe_scan_json(r);
+	assert_true(json_is_null(json_object_get(j, "failure")));
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+				    json_object_get(j, "warnings"), 0), "code")),
+			    "final_samples_failed");
+	json_decref(j);
+	recipe_scan_free(s);
+
+	/* killed while sampling after the final save: still done */
+	s = recipe_scan_new("jdoe_v1");
+	r = scan_all(s, "Saved checkpoint to /w/o/jdoe_v1/jdoe_v1.safetensors\n"
+			"\rGenerating Images:   0%|          | 0/4 [00:00<?, ?it/s]"
+			"[ferry] trainer exited with status 137\n");
+	assert_int_equal(r->phase, RECIPE_PHASE_DONE);
+	assert_int_equal(r->failure, RECIPE_FAIL_NONE);
+	assert_true(r->warnings & (1u << RECIPE_WARN_FINAL_SAMPLES));
+	recipe_scan_free(s);
+
+	/* a relaunch starts afresh: a failure there fails the new run */
+	s = recipe_scan_new("jdoe_v1");
+	r = scan_all(s, "Saved checkpoint to /w/o/jdoe_v1/jdoe_v1.safetensors\n"
+			"Running 1 job\nError running job: list index out of range\n");
+	assert_int_equal(r->phase, RECIPE_PHASE_FAILED);
+	assert_int_equal(r->warnings, 0);
+	recipe_scan_free(s);
+}
+
+/* The dataset folder as the caller rendered it: its FileNotFoundError is
+ * dataset_missing with no "Dataset:" line and no echoed config. */
+static void test_dataset_missing_from_folder_path(void **state)
+{
+	struct recipe_scan *s = recipe_scan_new("jdoe_v1");
+	const struct recipe_scan_result *r;
+
+	recipe_scan_set_dataset(s, "/root/ferry/j/dataset/");
+	r = scan_all(s, "Error running job: [Errno 2] No such file or directory: "
+			"'/root/ferry/j/dataset'\n");
+	assert_int_equal(r->failure, RECIPE_FAIL_DATASET_MISSING);
+	recipe_scan_free(s);
+
+	/* another missing file is not the dataset */
+	s = recipe_scan_new("jdoe_v1");
+	recipe_scan_set_dataset(s, "/root/ferry/j/dataset");
+	r = scan_all(s, "Error running job: [Errno 2] No such file or directory: "
+			"'/root/ferry/j/dataset/a.txt'\n");
+	assert_int_equal(r->failure, RECIPE_FAIL_UNKNOWN);
+	recipe_scan_free(s);
+}
+
+/* "Could not save optimizer" (BaseSDTrainProcess.py:700-714): the
+ * exception before it is no failure, training goes on, and optimizer.pt
+ * is not trusted until a later save succeeds. */
+static void test_optimizer_save_failure_is_a_warning(void **state)
+{
+	struct recipe_scan *s = recipe_scan_new("jdoe_v1");
+	const struct recipe_scan_result *r = scan_all(s,
+		"\rjdoe_v1:  12%|#2        | 250/2000 [05:10<36:15,  1.24s/it, lr: 1.0e-04 "
+		"loss: 3.482e-01]\nSaving at step 250\n"
+		"Saved checkpoint to /w/o/jdoe_v1/jdoe_v1_000000250.safetensors\n"
+		"[Errno 28] No space left on device\n"
+		"Could not save optimizer\n"
+		"\rjdoe_v1:  13%|#3        | 260/2000 [05:22<36:00,  1.24s/it, lr: 1.0e-04 "
+		"loss: 3.401e-01]\n");
+
+	assert_int_equal(r->failure, RECIPE_FAIL_NONE);
+	assert_int_equal(r->phase, RECIPE_PHASE_TRAINING);
+	assert_false(r->optimizer_trusted);
+	assert_true(r->warnings & (1u << RECIPE_WARN_OPTIMIZER_SAVE));
+	assert_string_equal(r->warning_lines[RECIPE_WARN_OPTIMIZER_SAVE], "Could not save optimizer");
+	r = scan_all(s, "Saving at step 500\n"
+			"Saved checkpoint to /w/o/jdoe_v1/jdoe_v1_000000500.safetensors\n"
+			"Saved optimizer to /w/o/jdoe_v1/optimizer.pt\n");
+	assert_true(r->optimizer_trusted);
+	recipe_scan_free(s);
+
+	/* torch's own wording, and at the final save: done, not a sample failure */
+	s = recipe_scan_new("jdoe_v1");
+	r = scan_all(s, "Saved checkpoint to /w/o/jdoe_v1/jdoe_v1.safetensors\n"
+			"PytorchStreamWriter failed writing file data/0: file write failed\n"
+			"Could not save optimizer\n[ferry] trainer exited with status 0\n");
+	assert_int_equal(r->phase, RECIPE_PHASE_DONE);
+	assert_false(r->optimizer_trusted);
+	assert_int_equal(r->warnings, 1u << RECIPE_WARN_OPTIMIZER_SAVE);
+	recipe_scan_free(s);
+}
+
+/* The config run.py echoes at start-up (BaseProcess.py:26) holds sample
+ * prompts from captions: what they say raises nothing. */
+static void test_config_echo_raises_nothing(void **state)
+{
+	struct recipe_scan *s = recipe_scan_new(NULL);
+	const struct recipe_scan_result *r = scan_all(s,
+		"Running 1 job\n"
+		"{\n    \"type\": \"sd_trainer\",\n    \"sample\": {\n        \"prompts\": [\n"
+		"            \"ohwx, a sign that reads Error running job: CUDA out of memory\",\n"
+		"            \"ohwx, Killed\",\n"
+		"            \"ohwx, a poster: loss is nan, No space left on device\"\n"
+		"        ]\n    }\n}\n"
+		"Using EMA\n\n#############################################\n"
+		"# Running job: jdoe_v1\n#############################################\n"
+		"\nRunning  1 process\nLoading Flux model\n");
+
+	assert_int_equal(r->failure, RECIPE_FAIL_NONE);
+	assert_int_equal(r->phase, RECIPE_PHASE_LOADING);
+	assert_string_equal(r->name, "jdoe_v1");
+	/* and after the echo, the same text counts */
+	r = scan_all(s, "Error running job: CUDA out of memory\n");
+	assert_int_equal(r->failure, RECIPE_FAIL_OOM);
+	recipe_scan_free(s);
+}
+
+/* A NaN loss shows as no loss, never the last finite one, and stays a
+ * failure while the bar moves on (ai-toolkit zeroes it and trains on). */
+static void test_nan_loss_is_not_hidden(void **state)
+{
+	struct recipe_scan *s = recipe_scan_new("jdoe_v1");
+	const struct recipe_scan_result *r = scan_all(s,
+		"\rjdoe_v1:   5%|5         | 100/2000 [02:00<38:00,  1.20s/it, lr: 1.0e-04 loss: 3.0e-01]"
+		"\rjdoe_v1:   5%|5         | 101/2000 [02:01<38:00,  1.20s/it, lr: 1.0e-04 loss: nan]"
+		"\r");
+
+	assert_int_equal(r->failure, RECIPE_FAIL_NAN_LOSS);
+	assert_true(isnan(r->loss));
+	assert_int_equal(r->step, 101);
+	recipe_scan_free(s);
+}
+
+/* schnell's "Unloading/Loading assistant lora" around every sample round
+ * (stable_diffusion_model.py:1166, 1762) is not a return to loading. */
+static void test_assistant_lora_mid_training(void **state)
+{
+	struct recipe_scan *s = recipe_scan_new("jdoe_v1");
+	const struct recipe_scan_result *r = scan_all(s,
+		"Loading assistant lora\n"
+		"\rjdoe_v1:  12%|#2        | 250/2000 [05:10<36:15,  1.24s/it, lr: 1.0e-04 "
+		"loss: 3.482e-01]\nUnloading assistant lora\n"
+		"\rGenerating Images:   0%|          | 0/2 [00:00<?, ?it/s]"
+		"\rGenerating Images: 100%|##########| 2/2 [00:08<00:00,  4.00s/it]\n"
+		"Loading assistant lora\n");
+
+	assert_int_equal(r->phase, RECIPE_PHASE_SAMPLING);
+	recipe_scan_free(s);
+}
+
 static void test_json_shape(void **state)
 {
 	struct recipe_scan *s = scan_str(NULL, startup);
@@ -662,6 +892,12 @@ int main(void)
 		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_checkpoint_memory_is_bounded),
 		cmocka_unit_test(test_one_gib_in_constant_memory),
+		cmocka_unit_test(test_failure_after_the_final_save),
+		cmocka_unit_test(test_dataset_missing_from_folder_path),
+		cmocka_unit_test(test_optimizer_save_failure_is_a_warning),
+		cmocka_unit_test(test_config_echo_raises_nothing),
+		cmocka_unit_test(test_nan_loss_is_not_hidden),
+		cmocka_unit_test(test_assistant_lora_mid_training),
 		cmocka_unit_test(test_json_shape),
 	};
 
