@@ -785,11 +785,11 @@ static void ds_apply_rules(struct ds_dataset *ds, const struct ds_check_opts *o)
 	}
 	if (ds->images < o->min_images)
 		FINDING(&top, DS_SEV_ERROR, "too_few_images", "",
-			"%zu usable images; at least %u are needed (--min-images)",
+			"%zu usable images; at least %u are needed (dataset.min_images)",
 			ds->images, o->min_images);
 	if (o->max_images && ds->images > o->max_images)
 		FINDING(&top, DS_SEV_ERROR, "too_many_images", "",
-			"%zu usable images; at most %u are allowed (--max-images)",
+			"%zu usable images; at most %u are allowed (dataset.max_images)",
 			ds->images, o->max_images);
 
 	/* Dataset-wide findings first, then per-file findings in path order. */

@@ -98,8 +98,8 @@ int s3_client_new(struct s3_client **out, const struct s3_opts *o, struct err *e
 		return err_set(e, ERR_CONFIG, "no S3 endpoint: set R2_ACCOUNT_ID (Cloudflare R2) "
 					      "or AWS_ENDPOINT_URL");
 	if (!o->bucket || !*o->bucket)
-		return err_set(e, ERR_CONFIG, "no bucket: give --bucket, or set FERRY_S3_BUCKET "
-					      "or R2_BUCKET_NAME");
+		return err_set(e, ERR_CONFIG, "no bucket: set s3.bucket (FERRY_S3_BUCKET) "
+					      "or r2.bucket (R2_BUCKET_NAME)");
 	if (!s3_bucket_ok(o->bucket))
 		return err_set(e, ERR_CONFIG, "'%s' is not a bucket name", o->bucket);
 	if (!o->access_key || !*o->access_key || !o->secret_key || !*o->secret_key)

@@ -362,7 +362,7 @@ static void test_publish_to_dir(void **state)
 	tu_expect_json(json_object_get(res, "skipped"),
 		       "[{\"path\": \"config.yaml\", \"reason\": \"the trainer's expanded config, "
 		       "which may hold secrets\"}, {\"path\": \"optimizer.pt\", \"reason\": \"the "
-		       "optimizer state (--with-optimizer publishes it)\"}, {\"path\": "
+		       "optimizer state (published only with with_optimizer)\"}, {\"path\": "
 		       "\"result.json\", \"reason\": \"the key of ferry's own result.json\"}]");
 	assert_int_equal(json_array_size(json_object_get(res, "files")), 2);
 	assert_string_equal(json_string_value(json_object_get(
