@@ -62,7 +62,7 @@ struct up_digest {
  * with `base` bytes done before. */
 static int up_hash(int fd, const char *path, uint64_t off, uint64_t len, struct up_digest *d,
 		   const struct progress *pg, uint64_t base, uint64_t total,
-		   const volatile bool *stop, struct err *e)
+		   const volatile bool *stop, struct cancel *cancel, struct err *e)
 {
 	char *chunk = xmalloc(UP_CHUNK);
 	struct sha256 sh;
@@ -95,6 +95,10 @@ static int up_hash(int fd, const char *path, uint64_t off, uint64_t len, struct 
 		done += (uint64_t)got;
 		if (stop && *stop)
 			break;
+		if (cancel_is_set(cancel)) {
+			r = err_set(e, ERR_CANCELLED, "hashing %s was cancelled", path);
+			break;
+		}
 		if (pg && pg->fn && clock_mono_ms() - last >= 100) {
 			last = clock_mono_ms();
 			pg->fn(pg->arg, "hashing", base + done, total);
@@ -245,7 +249,7 @@ static int up_put_single(struct s3_client *c, int fd, const char *path, const ch
 	struct s3_run_opts ro = { .pg = pg, .phase = "uploading", .total = size };
 	int r;
 
-	r = up_hash(fd, path, 0, size, &d, pg, 0, size, NULL, e);
+	r = up_hash(fd, path, 0, size, &d, pg, 0, size, NULL, s3_client_opts(c)->cancel, e);
 	if (r)
 		return r;
 	md5_to_hex(d.md5, s.md5_hex);
@@ -327,7 +331,8 @@ static void *up_hasher(void *arg)
 		struct up_part *p = &u->parts[i];
 		struct up_digest d = { .want_sha = !p->listed, .want_md5 = true };
 
-		r = up_hash(u->fd, u->path, p->off, p->len, &d, NULL, 0, 0, &u->stop, &e);
+		r = up_hash(u->fd, u->path, p->off, p->len, &d, NULL, 0, 0, &u->stop,
+			    s3_client_opts(u->c)->cancel, &e);
 		if (!r) {
 			md5_to_hex(d.md5, p->md5_hex);
 			memcpy(p->md5, d.md5, MD5_LEN);
@@ -338,7 +343,7 @@ static void *up_hasher(void *arg)
 				p->listed = false;
 				d = (struct up_digest){ .want_sha = true };
 				r = up_hash(u->fd, u->path, p->off, p->len, &d, NULL, 0, 0, &u->stop,
-					    &e);
+					    s3_client_opts(u->c)->cancel, &e);
 			}
 			if (!r && d.want_sha)
 				memcpy(p->sha256, d.sha256, sizeof(p->sha256));
@@ -655,7 +660,7 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 		} else {
 			struct up_digest d = { .want_sha = true };
 
-			r = up_hash(fd, path, 0, u.size, &d, pg, 0, u.size, NULL, e);
+			r = up_hash(fd, path, 0, u.size, &d, pg, 0, u.size, NULL, o->cancel, e);
 			if (r)
 				goto out;
 			memcpy(res->sha256, d.sha256, sizeof(res->sha256));
@@ -709,8 +714,12 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 fail:
 	/* A final failure: give the parts back rather than leave them billed
 	 * until the store expires them. A run killed before this point keeps
-	 * its record and resumes. */
-	if (u.upload_id) {
+	 * its record and resumes, and so does a cancelled one: a job stopped
+	 * or a worker draining carries on later from the parts sent. */
+	if (u.upload_id && r == ERR_CANCELLED) {
+		up_hasher_stop(&u);
+		log_info("%s: upload cancelled; the next put resumes it", u.uri);
+	} else if (u.upload_id) {
 		struct err ae = { 0 };
 
 		up_hasher_stop(&u);
@@ -777,7 +786,8 @@ int s3_put_file(struct s3_client *c, const char *path, const char *key,
 	if (!r && h.size == res->size && h.sha256[0]) {
 		struct up_digest d = { .want_sha = true };
 
-		r = up_hash(fd, path, 0, res->size, &d, pg, 0, res->size, NULL, e);
+		r = up_hash(fd, path, 0, res->size, &d, pg, 0, res->size, NULL, o->cancel,
+			    e);
 		if (r)
 			goto out;
 		memcpy(known, d.sha256, sizeof(known));

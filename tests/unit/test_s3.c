@@ -12,17 +12,20 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fsx.h"
 #include "common/log.h"
 #include "common/md5.h"
 #include "common/sha256.h"
+#include "common/str.h"
 #include "common/xalloc.h"
 #include "store/dir.h"
 #include "store/s3.h"
@@ -423,6 +426,109 @@ static void test_multipart_abort(void **state)
 	s3_client_free(c);
 }
 
+/* ---- cancelling ---- */
+
+struct later {
+	pthread_t t;
+	struct cancel *c;
+	int ms;
+};
+
+static void *later_run(void *arg)
+{
+	struct later *l = arg;
+
+	usleep((useconds_t)l->ms * 1000);
+	cancel_set(l->c);
+	return NULL;
+}
+
+static void cancel_later(struct later *l, struct cancel *c, int ms)
+{
+	l->c = c;
+	l->ms = ms;
+	assert_int_equal(pthread_create(&l->t, NULL, later_run, l), 0);
+}
+
+/* Upload records under the state folder. */
+static size_t records(void)
+{
+	char *uploads = fsx_join(dir, "uploads");
+	struct s3_entry *v = NULL;
+	size_t n = 0, json = 0;
+
+	assert_int_equal(dir_store_list(uploads, "", &v, &n, NULL), 0);
+	for (size_t i = 0; i < n; i++)
+		json += str_ends_with_ci(v[i].key, ".json");
+	s3_entries_free(v, n);
+	free(uploads);
+	return json;
+}
+
+/* Cancelled in `when` ("backoff": while a failed part waits to be sent
+ * again, 5 s away; "part": while a part waits for its answer, 10 s away):
+ * ERR_CANCELLED at once, nothing aborted, the record kept to resume. */
+static void cancel_multipart(const char *when)
+{
+	struct s3_client *c = client(5);
+	struct s3_put_result res;
+	struct cancel cancel;
+	struct later l;
+	struct err e = { 0 };
+	struct buf data;
+	char *file = make_file("c.bin", 6 * MiB, &data);
+	bool backoff = !strcmp(when, "backoff");
+	size_t sent = backoff ? 4 : 3;
+	long long t0;
+
+	cancel_init(&cancel);
+	s3_client_set_cancel(c, &cancel);
+	tu_http_reply(srv, 404, NULL, NULL);
+	reply_xml(200, "<InitiateMultipartUploadResult><UploadId>C1</UploadId>"
+		       "</InitiateMultipartUploadResult>");
+	if (backoff) {
+		char md5[MD5_HEX_LEN + 1];
+
+		tu_http_push(srv, &(struct tu_http_reply){
+			.status = 503, .headers = "Retry-After: 5\r\n",
+			.body = "<Error><Code>SlowDown</Code><Message>x</Message></Error>" });
+		/* Part 2 goes while part 1 waits, and arrives. */
+		md5_of(data.data + 5 * MiB, 1 * MiB, md5, NULL);
+		reply_etag(md5);
+	} else {
+		tu_http_push(srv, &(struct tu_http_reply){ .status = 200, .delay_ms = 10000 });
+	}
+	cancel_later(&l, &cancel, 300);
+	t0 = clock_mono_ms();
+	if (s3_put_file(c, file, "c.bin", NULL, &res, &e) != ERR_CANCELLED)
+		fail_msg("%s: not cancelled: %s", when, e.msg);
+	if (clock_mono_ms() - t0 > 2500)
+		fail_msg("%s: cancelled after %lld ms", when, clock_mono_ms() - t0);
+	pthread_join(l.t, NULL);
+	assert_non_null(strstr(e.msg, "cancelled"));
+	/* HEAD, Create, UploadPart (twice after a backoff): no Abort. */
+	assert_int_equal(tu_http_count(srv), sent);
+	assert_int_equal(records(), 1);
+
+	/* Cancelled already: nothing is sent at all. */
+	assert_int_equal(s3_put_file(c, file, "c.bin", NULL, &res, &e), ERR_CANCELLED);
+	assert_int_equal(tu_http_count(srv), sent);
+	cancel_release(&cancel);
+	buf_release(&data);
+	free(file);
+	s3_client_free(c);
+}
+
+static void test_cancel_in_backoff(void **state)
+{
+	cancel_multipart("backoff");
+}
+
+static void test_cancel_in_part(void **state)
+{
+	cancel_multipart("part");
+}
+
 static void test_presign_and_virtual_host(void **state)
 {
 	struct s3_opts o = {
@@ -465,6 +571,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_single_and_skip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multipart_abort_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multipart_abort, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_in_backoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_in_part, setup, teardown),
 		cmocka_unit_test(test_presign_and_virtual_host),
 	};
 
