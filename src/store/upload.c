@@ -517,6 +517,13 @@ static void up_multipart_etag(const struct up_multi *u, char *out, size_t outsz)
 	snprintf(out, outsz, "%s-%u", hex, u->nparts);
 }
 
+/* Error codes S3 gives for a failure of its own, which passes. */
+static bool up_error_passes(const char *code)
+{
+	return !strcmp(code, "InternalError") || !strcmp(code, "ServiceUnavailable") ||
+	       !strcmp(code, "SlowDown");
+}
+
 static int up_complete(struct up_multi *u, const char *sha256, struct s3_put_result *res,
 		       struct err *e)
 {
@@ -527,7 +534,8 @@ static int up_complete(struct up_multi *u, const char *sha256, struct s3_put_res
 	struct s3_error se;
 	struct s3_head h;
 	struct buf body = BUF_INIT;
-	int r;
+	const struct s3_opts *o = s3_client_opts(u->c);
+	int attempt, r;
 
 	buf_puts(&body, "<CompleteMultipartUpload>");
 	for (unsigned i = 0; i < u->nparts; i++)
@@ -535,13 +543,28 @@ static int up_complete(struct up_multi *u, const char *sha256, struct s3_put_res
 			   i + 1, u->parts[i].md5_hex);
 	buf_puts(&body, "</CompleteMultipartUpload>");
 	http_response_init(&rs);
-	r = s3_exchange(u->c, &(struct s3_call){ .method = "POST", .key = u->key, .query = q,
-						 .nquery = 1, .headers = hdrs, .body = body.data,
-						 .body_len = body.len, .transfer = true },
-			what, &rs, e);
-	if (!r)
-		r = s3_xml_complete(rs.body.data, rs.body.len, res->etag, sizeof(res->etag), &se, e);
-	if (r && rs.status == 404 && rs.tries > 1) {
+	for (attempt = 1;; attempt++) {
+		r = s3_exchange(u->c, &(struct s3_call){ .method = "POST", .key = u->key,
+							 .query = q, .nquery = 1, .headers = hdrs,
+							 .body = body.data, .body_len = body.len,
+							 .transfer = true },
+				what, &rs, e);
+		if (!r)
+			r = s3_xml_complete(rs.body.data, rs.body.len, res->etag, sizeof(res->etag),
+					    &se, e);
+		/* S3 may fail a Complete after its 200 went out: the error is
+		 * in the body, and a passing one is worth another try. */
+		if (r != ERR_HTTP || rs.status != 200 || !up_error_passes(se.code) ||
+		    attempt >= o->tries)
+			break;
+		log_info("%s: %s in a 200 answer; trying again (try %d of %d)", what, se.code,
+			 attempt + 1, o->tries);
+		if (clock_sleep_ms(http_backoff_ms(s3_client_retry(u->c), attempt, -1), o->cancel)) {
+			r = err_set(e, ERR_CANCELLED, "%s: cancelled", what);
+			break;
+		}
+	}
+	if (r && rs.status == 404 && (rs.tries > 1 || attempt > 1)) {
 		/* A retry after a Complete that did arrive finds the upload
 		 * gone: the object itself says whether it is ours. */
 		if (!s3_head(u->c, u->key, &h, NULL) && h.size == u->size &&

@@ -30,6 +30,7 @@
 #include "store/dir.h"
 #include "store/s3.h"
 #include "store/upload.h"
+#include "store/xml.h"
 #include "testutil.h"
 
 #define MiB (1024 * 1024)
@@ -426,6 +427,144 @@ static void test_multipart_abort(void **state)
 	s3_client_free(c);
 }
 
+/* ---- answers read by what they hold ---- */
+
+#define MOTO_NS " xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
+
+static void test_xml_by_content(void **state)
+{
+	static const char aws[] =
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult"
+		MOTO_NS "><Location>https://b.s3.amazonaws.com/k</Location><Bucket>b</Bucket>"
+		"<Key>k</Key><ETag>\"3858f62230ac3c915f300c664312c11f-9\"</ETag>"
+		"</CompleteMultipartUploadResult>";
+	/* What moto 5 answers. */
+	static const char moto[] =
+		"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<CompleteMultipartUploadResponse"
+		MOTO_NS "><Location>http://b.s3.amazonaws.com/k</Location><Bucket>b</Bucket>"
+		"<Key>k</Key><ETag>\"cb8d7289925309a05b2db09b7709c264-1\"</ETag>"
+		"</CompleteMultipartUploadResponse>";
+	/* What S3 may send with status 200 when the Complete failed after all. */
+	static const char error200[] =
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>"
+		"<Message>We encountered an internal error. Please try again.</Message>"
+		"<RequestId>656c76696e6727732072657175657374</RequestId></Error>";
+	static const char wrapped[] =
+		"<CompleteMultipartUploadResponse><Error><Code>InvalidPart</Code><Message>One or "
+		"more of the specified parts could not be found.</Message></Error>"
+		"</CompleteMultipartUploadResponse>";
+	static const char other[] = "<Something><Else>1</Else></Something>";
+	struct s3_error se;
+	struct err e = { 0 };
+	char etag[80], *id = NULL;
+	struct s3_part *parts = NULL;
+	size_t n = 0;
+	unsigned next;
+
+	assert_int_equal(s3_xml_complete(aws, strlen(aws), etag, sizeof(etag), &se, &e), 0);
+	assert_string_equal(etag, "3858f62230ac3c915f300c664312c11f-9");
+	assert_int_equal(s3_xml_complete(moto, strlen(moto), etag, sizeof(etag), &se, &e), 0);
+	assert_string_equal(etag, "cb8d7289925309a05b2db09b7709c264-1");
+
+	assert_int_equal(s3_xml_complete(error200, strlen(error200), etag, sizeof(etag), &se, &e),
+			 ERR_HTTP);
+	assert_string_equal(se.code, "InternalError");
+	assert_non_null(strstr(e.msg, "CompleteMultipartUpload: InternalError: We encountered"));
+	assert_string_equal(etag, "");
+	assert_int_equal(s3_xml_complete(wrapped, strlen(wrapped), etag, sizeof(etag), &se, NULL),
+			 ERR_HTTP);
+	assert_string_equal(se.code, "InvalidPart");
+	assert_true(s3_xml_error(wrapped, strlen(wrapped), &se));
+
+	assert_int_equal(s3_xml_complete(other, strlen(other), etag, sizeof(etag), &se, &e),
+			 ERR_FORMAT);
+	assert_non_null(strstr(e.msg, "<Something> is not one (it holds no <ETag>, <Location> "
+				      "or <Key>)"));
+	assert_int_equal(s3_xml_complete(other, strlen(other), etag, sizeof(etag), &se, NULL),
+			 ERR_FORMAT);
+
+	/* The same for the other multipart answers: moto's ListPartsResponse. */
+	{
+		static const char lp[] =
+			"<ListPartsResponse" MOTO_NS "><Bucket>b</Bucket><Key>k</Key><UploadId>U"
+			"</UploadId><IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber>"
+			"<ETag>\"336311a016184326ddbdd61edd4eeb52\"</ETag><Size>10</Size></Part>"
+			"</ListPartsResponse>";
+		static const char up[] = "<CreateMultipartUploadResponse><UploadId>U9</UploadId>"
+					 "</CreateMultipartUploadResponse>";
+
+		assert_int_equal(s3_xml_list_parts(lp, strlen(lp), &parts, &n, &next, &e), 0);
+		assert_int_equal(n, 1);
+		assert_string_equal(parts[0].etag, "336311a016184326ddbdd61edd4eeb52");
+		free(parts);
+		assert_int_equal(s3_xml_upload_id(up, strlen(up), &id, &e), 0);
+		assert_string_equal(id, "U9");
+		free(id);
+		assert_int_equal(s3_xml_upload_id(error200, strlen(error200), &id, &e), ERR_HTTP);
+		assert_null(id);
+	}
+}
+
+/* Complete through a whole upload: a 200 carrying InternalError is tried
+ * again and moto's shape is taken; a 200 carrying InvalidPart fails the
+ * upload (and aborts it). */
+static void test_complete_answers(void **state)
+{
+	struct s3_client *c = client(3);
+	struct s3_put_result res;
+	struct err e = { 0 };
+	struct buf data;
+	char *file = make_file("cpl.bin", 6 * MiB, &data), *xml;
+	char md5s[2][MD5_HEX_LEN + 1], sha[SHA256_HEX_LEN + 1], hex[MD5_HEX_LEN + 1];
+	unsigned char raw[2][MD5_LEN], md[MD5_LEN];
+	struct md5 m;
+
+	md5_of(data.data, 5 * MiB, md5s[0], raw[0]);
+	md5_of(data.data + 5 * MiB, 1 * MiB, md5s[1], raw[1]);
+	md5_init(&m);
+	md5_update(&m, raw, sizeof(raw));
+	md5_final(&m, md);
+	md5_to_hex(md, hex);
+	sha256_hex(data.data, data.len, sha);
+
+	tu_http_reply(srv, 404, NULL, NULL);
+	reply_xml(200, "<InitiateMultipartUploadResult><UploadId>P1</UploadId>"
+		       "</InitiateMultipartUploadResult>");
+	reply_etag(md5s[0]);
+	reply_etag(md5s[1]);
+	reply_xml(200, "<Error><Code>InternalError</Code><Message>later</Message></Error>");
+	xml = xasprintf("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+			"<CompleteMultipartUploadResponse" MOTO_NS "><Location>http://bkt.s3."
+			"amazonaws.com/k</Location><Bucket>bkt</Bucket><Key>k</Key><ETag>\"%s-2\""
+			"</ETag></CompleteMultipartUploadResponse>", hex);
+	reply_xml(200, xml);
+	free(xml);
+	reply_head(6 * MiB, sha);
+	assert_int_equal(s3_put_file(c, file, "k", NULL, &res, &e), 0);
+	assert_int_equal(strncmp(res.etag, hex, MD5_HEX_LEN), 0);
+	assert_int_equal(tu_http_count(srv), 7);
+	assert_string_equal(tu_http_req(srv, 4)->method, "POST");
+	assert_string_equal(tu_http_req(srv, 5)->method, "POST");
+	assert_int_equal(tu_http_unused(srv), 0);
+
+	/* A refusal in a 200: no second try, the upload is aborted. */
+	tu_http_reply(srv, 404, NULL, NULL);
+	reply_xml(200, "<InitiateMultipartUploadResult><UploadId>P2</UploadId>"
+		       "</InitiateMultipartUploadResult>");
+	reply_etag(md5s[0]);
+	reply_etag(md5s[1]);
+	reply_xml(200, "<Error><Code>InvalidPart</Code><Message>no such part</Message></Error>");
+	tu_http_reply(srv, 204, NULL, NULL);
+	assert_int_equal(s3_put_file(c, file, "k2", NULL, &res, &e), ERR_HTTP);
+	assert_non_null(strstr(e.msg, "InvalidPart: no such part"));
+	assert_string_equal(tu_http_req(srv, 12)->method, "DELETE");
+	assert_int_equal(tu_http_unused(srv), 0);
+
+	buf_release(&data);
+	free(file);
+	s3_client_free(c);
+}
+
 /* ---- cancelling ---- */
 
 struct later {
@@ -571,6 +710,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_single_and_skip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multipart_abort_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multipart_abort, setup, teardown),
+		cmocka_unit_test(test_xml_by_content),
+		cmocka_unit_test_setup_teardown(test_complete_answers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_in_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_in_part, setup, teardown),
 		cmocka_unit_test(test_presign_and_virtual_host),

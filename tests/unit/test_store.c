@@ -96,8 +96,10 @@ static void test_xml_list_objects(void **state)
 			 ERR_FORMAT);
 	assert_int_equal(s3_xml_list_objects(no_token, strlen(no_token), &v, &n, &pg, &e),
 			 ERR_FORMAT);
-	assert_int_equal(s3_xml_list_objects("<Error/>", 8, &v, &n, &pg, &e), ERR_FORMAT);
-	assert_non_null(strstr(e.msg, "ListBucketResult"));
+	/* An error document is an error, whatever the status. */
+	assert_int_equal(s3_xml_list_objects("<Error/>", 8, &v, &n, &pg, &e), ERR_HTTP);
+	assert_int_equal(s3_xml_list_objects("<Other/>", 8, &v, &n, &pg, &e), ERR_FORMAT);
+	assert_non_null(strstr(e.msg, "<Contents>"));
 	s3_entries_free(v, n);
 }
 
