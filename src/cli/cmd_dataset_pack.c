@@ -53,18 +53,6 @@ static int pack_fail(const struct err *e)
 	return e->code == ERR_IO ? EXIT_USAGE : status;
 }
 
-/* The error findings that kept a dataset from being ready, on stderr. */
-static void pack_print_errors(const struct ds_dataset *ds)
-{
-	for (size_t i = 0; i < ds->nfindings; i++) {
-		const struct ds_finding *x = &ds->findings[i];
-
-		if (x->severity == DS_SEV_ERROR)
-			fprintf(stderr, "error   %-18s %s%s%s\n", x->code, x->path,
-				*x->path ? ": " : "", x->message);
-	}
-}
-
 int cmd_dataset_pack(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -107,7 +95,7 @@ int cmd_dataset_pack(struct cli *cli, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (!ds->ready) {
-		pack_print_errors(ds);
+		ds_report_errors(ds, stderr);
 		if (po.force)
 			fprintf(stderr, "ferry: --force: packing only the usable files\n");
 	}

@@ -872,6 +872,17 @@ json_t *ds_report_json(const struct ds_dataset *ds)
 	return root;
 }
 
+void ds_report_errors(const struct ds_dataset *ds, FILE *f)
+{
+	for (size_t i = 0; i < ds->nfindings; i++) {
+		const struct ds_finding *x = &ds->findings[i];
+
+		if (x->severity == DS_SEV_ERROR)
+			fprintf(f, "error   %-18s %s%s%s\n", x->code, x->path, *x->path ? ": " : "",
+				x->message);
+	}
+}
+
 void ds_report_print(const struct ds_dataset *ds, FILE *f)
 {
 	for (size_t i = 0; i < ds->nfindings; i++) {

@@ -96,6 +96,8 @@ void ds_free(struct ds_dataset *ds);
 json_t *ds_report_json(const struct ds_dataset *ds);
 /* Print findings and a summary line for people. */
 void ds_report_print(const struct ds_dataset *ds, FILE *f);
+/* Print only the error findings: what keeps the dataset from being ready. */
+void ds_report_errors(const struct ds_dataset *ds, FILE *f);
 /* Index of the file with this relative path, or -1. */
 int ds_find(const struct ds_dataset *ds, const char *rel);
 /* The captions of the images, in file order, read without checking the
