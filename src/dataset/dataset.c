@@ -402,7 +402,7 @@ static void *ds_worker(void *arg)
 
 	for (;;) {
 		size_t i = atomic_fetch_add(&w->next, 1);
-		if (i >= w->ds->nfiles)
+		if (i >= w->ds->nfiles || cancel_is_set(w->opts->cancel))
 			break;
 		if (w->pending[i])
 			ds_examine(&w->ds->files[i], w->opts, &data);
@@ -841,11 +841,14 @@ int ds_check(struct ds_dataset *ds, const struct ds_check_opts *o, struct err *e
 			ds->decoded++;
 	}
 	ds_examine_all(ds, o, pending);
+	/* Cancelled too: what was examined is kept for the next check. */
 	if (vc && verdict_store(vc, root_real, ds, &ve))
 		log_warn("%s; verdicts not saved", ve.msg);
-	ds_apply_rules(ds, o);
 	verdict_close(vc);
 	free(pending);
+	if (cancel_is_set(o->cancel))
+		return err_set(e, ERR_CANCELLED, "%s: checking was cancelled", ds->root);
+	ds_apply_rules(ds, o);
 	return 0;
 }
 

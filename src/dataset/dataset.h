@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/sha256.h"
 #include "common/str.h"
@@ -62,6 +63,9 @@ struct ds_check_opts {
 	int threads;             /* 0: one per core */
 	const char *cache_dir;   /* verdict cache directory; NULL: none */
 	bool reuse_verdicts;     /* take cached facts instead of decoding again */
+	/* Set: the check stops between files with ERR_CANCELLED (the files
+	 * examined keep their verdicts). NULL: never. */
+	struct cancel *cancel;
 };
 
 struct ds_dataset {

@@ -580,9 +580,8 @@ int ds_check_and_pack(const struct config *cfg, const char *folder,
 	else
 		po.cache_dir = config_get(cfg, "cache_dir");
 	co.reuse_verdicts = true;
+	co.cancel = o->cancel;
 	r = ds_open(ds, folder, e);
-	if (!r && cancel_is_set(o->cancel))
-		r = err_set(e, ERR_CANCELLED, "%s: checking was cancelled", folder);
 	if (!r)
 		r = ds_check(*ds, &co, e);
 	if (r) {

@@ -534,10 +534,13 @@ static void test_pack_cancelled(void **state)
 	assert_int_equal(access(out, F_OK), -1);
 	ds_free(ds);
 
-	/* Cancelled before it starts: nothing is checked or written. */
+	/* Cancelled before it starts: the check stops, nothing is written. */
 	seen.cancel_at_first = NULL;
+	seen.calls = 0;
 	assert_int_equal(ds_check_and_pack(cfg, dir, &po, &ds, &res, &e), ERR_CANCELLED);
-	ds_free(ds);
+	assert_null(ds);
+	assert_non_null(strstr(e.msg, "checking was cancelled"));
+	assert_int_equal(seen.calls, 0);
 
 	/* Not cancelled: it packs, reusing the verdicts (none were dropped). */
 	cancel_release(&c);
