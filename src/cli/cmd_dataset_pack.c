@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/bar.h"
 #include "common/json_util.h"
 #include "dataset/dataset.h"
 #include "dataset/pack.h"
@@ -61,14 +62,15 @@ int cmd_dataset_pack(struct cli *cli, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ds_pack_opts po = { 0 };
+	struct ds_pack_opts po;
 	struct ds_pack_result res = { 0 };
-	struct ds_check_opts o;
 	struct ds_dataset *ds = NULL;
+	struct cli_bar bar;
 	struct err e = { 0 };
 	bool json = false;
-	int c, status;
+	int c, r, status;
 
+	ds_pack_opts_from_config(&po, cli->cfg);
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o': po.out_path = optarg; break;
@@ -83,27 +85,24 @@ int cmd_dataset_pack(struct cli *cli, int argc, char **argv)
 	if (po.out_path && !*po.out_path)
 		return cli_usage("dataset pack", "-o wants a file name");
 
-	ds_check_opts_from_config(&o, cli->cfg);
-	o.reuse_verdicts = true;
-	if (ds_open(&ds, argv[optind], &e) || ds_check(ds, &o, &e)) {
-		ds_free(ds);
+	cli_bar_init(&bar, NULL);
+	po.pg = &bar.pg;
+	r = ds_check_and_pack(cli->cfg, argv[optind], &po, &ds, &res, &e);
+	cli_bar_end(&bar);
+	if (!ds) {
+		/* The check itself could not run: exit 2, as `check` does. */
 		cli_fail(&e);
 		return EXIT_USAGE;
 	}
 	if (!ds->ready) {
-		for (size_t i = 0; i < ds->nfindings; i++) {
-			const struct ds_finding *x = &ds->findings[i];
-
-			if (x->severity == DS_SEV_ERROR)
-				fprintf(stderr, "error   %-18s %s%s%s\n", x->code, x->path,
-					*x->path ? ": " : "", x->message);
-		}
+		ds_report_errors(ds, stderr);
 		if (po.force)
 			fprintf(stderr, "ferry: --force: packing only the usable files\n");
 	}
-	po.cache_dir = config_get(cli->cfg, "cache_dir");
-	if (ds_pack(ds, &po, &res, &e)) {
+	if (r) {
 		status = pack_fail(&e);
+		if (!ds->ready && !po.force && r == ERR_FAIL)
+			fprintf(stderr, "ferry: --force packs only the usable files\n");
 		goto out;
 	}
 	if (json) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/bar.h"
@@ -17,6 +18,8 @@
 #include "common/log.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "dataset/dataset.h"
+#include "dataset/pack.h"
 #include "remote/jobdir.h"
 #include "remote/launch.h"
 #include "remote/pull.h"
@@ -31,7 +34,8 @@
 const char cmd_remote_usage[] =
 	"usage: ferry remote wait   (--target T | --instance ID) [--trainer PATH]\n"
 	"                           [--trainer-repo DIR] [--need-disk GB] [--timeout S] [--json]\n"
-	"       ferry remote push   (--target T | --instance ID) --job ID ARCHIVE [--json]\n"
+	"       ferry remote push   (--target T | --instance ID) --job ID (ARCHIVE | DIR)\n"
+	"                           [--json]\n"
 	"       ferry remote launch (--target T | --instance ID) --job ID [--config FILE]\n"
 	"                           [--env-file FILE] [--heartbeat S] -- TRAINER ARGS...\n"
 	"       ferry remote status (--target T | --instance ID) --job ID [--json]\n"
@@ -51,7 +55,9 @@ const char cmd_remote_usage[] =
 	"           Vast runs it), then probe it: trainer, the trainer checkout's\n"
 	"           commit, GPUs, free disk, tar and sha256sum (exit 1 when a probe fails)\n"
 	"  push     upload a packed dataset (resuming), check its SHA-256 there,\n"
-	"           extract it into JOB/dataset and verify every file\n"
+	"           extract it into JOB/dataset and verify every file; given a\n"
+	"           dataset folder, check and pack it first (as `ferry dataset pack`)\n"
+	"           into the job's local state and push that archive\n"
 	"  launch   upload config, env file (mode 600) and the supervisor, and start\n"
 	"           the trainer detached (setsid) in the job root; never twice\n"
 	"  status   the job's state in one round trip (exit code, heartbeat, log, GPU);\n"
@@ -269,28 +275,71 @@ static int cmd_remote_wait(struct cli *cli, int argc, char **argv)
 	return remote_finish(r, &e, rm, vc);
 }
 
+/* `push DIR`: check and pack the folder (as `ferry dataset pack` does) into
+ * the job's local state, STATE_DIR/remote/TARGET/JOB/dataset.tar, which
+ * *archive names (caller frees). */
+static int remote_push_pack(struct cli *cli, struct remote *rm, const char *job,
+			    const char *dir, const struct progress *pg, struct ds_pack_result *pack,
+			    char **archive, struct err *e)
+{
+	char *local = remote_log_path(rm, config_get(cli->cfg, "state_dir"), job);
+	struct ds_dataset *ds = NULL;
+	struct ds_pack_opts po;
+	int r;
+
+	*strrchr(local, '/') = '\0'; /* the job's folder, not its log */
+	*archive = fsx_join(local, "dataset.tar");
+	ds_pack_opts_from_config(&po, cli->cfg);
+	po.out_path = *archive;
+	po.pg = pg;
+	po.cancel = &remote_cancel;
+	r = fsx_mkdir_p(local, 0700, e);
+	if (!r)
+		r = ds_check_and_pack(cli->cfg, dir, &po, &ds, pack, e);
+	if (ds && !ds->ready)
+		ds_report_errors(ds, stderr);
+	if (r == ERR_FAIL && ds && !ds->ready)
+		err_prefix(e, "not pushed (`ferry dataset pack --force` packs the usable files, "
+			      "then push the archive)");
+	ds_free(ds);
+	free(local);
+	return r;
+}
+
 static int cmd_remote_push(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = { REMOTE_COMMON_OPTS, { NULL, 0, NULL, 0 } };
 	struct remote_args a = { 0 };
 	struct remote_push_opts po = { .cancel = &remote_cancel };
 	struct remote_push_result res;
+	struct ds_pack_result pack = { 0 };
 	struct cli_bar bar;
 	struct remote *rm = NULL;
 	struct vast_client *vc = NULL;
 	struct err e = { 0 };
+	struct stat st;
+	char *archive = NULL;
+	bool folder;
 	int r;
 
 	r = remote_getopt(argc, argv, "h", opts, "remote push", cmd_remote_usage, &a, NULL, NULL);
 	if (r != -1)
 		return r;
 	if (argc - optind != 1)
-		return cli_usage("remote push", "give one ARCHIVE (from `ferry dataset pack`)");
+		return cli_usage("remote push",
+				 "give one ARCHIVE (from `ferry dataset pack`) or dataset folder");
+	folder = !stat(argv[optind], &st) && S_ISDIR(st.st_mode);
 	po.cache_dir = config_get(cli->cfg, "cache_dir");
 	cli_bar_init(&bar, NULL);
 	r = remote_connect(cli, &a, true, 0, &rm, &vc, &e);
-	if (!r)
-		r = remote_push(rm, a.job, argv[optind], &po, a.json ? NULL : &bar.pg, &res, &e);
+	if (!r && folder)
+		r = remote_push_pack(cli, rm, a.job, argv[optind], a.json ? NULL : &bar.pg, &pack,
+				     &archive, &e);
+	if (!r) {
+		cli_bar_restart(&bar, NULL);
+		r = remote_push(rm, a.job, folder ? archive : argv[optind], &po,
+				a.json ? NULL : &bar.pg, &res, &e);
+	}
 	cli_bar_end(&bar);
 	if (!r && a.json) {
 		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:i, s:b, s:i}", "sha256", res.sha256,
@@ -298,14 +347,25 @@ static int cmd_remote_push(struct cli *cli, int argc, char **argv)
 				      "resumed_from", (json_int_t)res.resumed_from, "files",
 				      (int)res.files, "already", res.already, "resends", res.resends);
 
+		if (folder)
+			json_object_set_new(o, "pack",
+					    json_pack("{s:s, s:s, s:I, s:I, s:b}", "archive", archive,
+						      "sha256", pack.sha256, "bytes",
+						      (json_int_t)pack.bytes, "files",
+						      (json_int_t)pack.files, "reused", pack.reused));
 		json_print(stdout, o, 1);
 		json_decref(o);
 	} else if (!r) {
+		if (folder)
+			printf("packed %s: %zu files, %llu bytes%s\n", archive, pack.files,
+			       (unsigned long long)pack.bytes, pack.reused ? " (reused)" : "");
 		printf("%s: %zu files, %llu bytes, SHA-256 %s%s\n",
 		       res.already ? "already there" : "pushed and verified", res.files,
 		       (unsigned long long)res.bytes, res.sha256,
 		       res.resumed_from ? " (resumed)" : "");
 	}
+	ds_pack_result_release(&pack);
+	free(archive);
 	return remote_finish(r, &e, rm, vc);
 }
 

@@ -402,7 +402,7 @@ static void *ds_worker(void *arg)
 
 	for (;;) {
 		size_t i = atomic_fetch_add(&w->next, 1);
-		if (i >= w->ds->nfiles)
+		if (i >= w->ds->nfiles || cancel_is_set(w->opts->cancel))
 			break;
 		if (w->pending[i])
 			ds_examine(&w->ds->files[i], w->opts, &data);
@@ -785,11 +785,11 @@ static void ds_apply_rules(struct ds_dataset *ds, const struct ds_check_opts *o)
 	}
 	if (ds->images < o->min_images)
 		FINDING(&top, DS_SEV_ERROR, "too_few_images", "",
-			"%zu usable images; at least %u are needed (--min-images)",
+			"%zu usable images; at least %u are needed (dataset.min_images)",
 			ds->images, o->min_images);
 	if (o->max_images && ds->images > o->max_images)
 		FINDING(&top, DS_SEV_ERROR, "too_many_images", "",
-			"%zu usable images; at most %u are allowed (--max-images)",
+			"%zu usable images; at most %u are allowed (dataset.max_images)",
 			ds->images, o->max_images);
 
 	/* Dataset-wide findings first, then per-file findings in path order. */
@@ -841,11 +841,14 @@ int ds_check(struct ds_dataset *ds, const struct ds_check_opts *o, struct err *e
 			ds->decoded++;
 	}
 	ds_examine_all(ds, o, pending);
+	/* Cancelled too: what was examined is kept for the next check. */
 	if (vc && verdict_store(vc, root_real, ds, &ve))
 		log_warn("%s; verdicts not saved", ve.msg);
-	ds_apply_rules(ds, o);
 	verdict_close(vc);
 	free(pending);
+	if (cancel_is_set(o->cancel))
+		return err_set(e, ERR_CANCELLED, "%s: checking was cancelled", ds->root);
+	ds_apply_rules(ds, o);
 	return 0;
 }
 
@@ -870,6 +873,17 @@ json_t *ds_report_json(const struct ds_dataset *ds)
 	json_object_set_new(root, "trigger", ds->trigger ? json_string(ds->trigger) : json_null());
 	json_object_set_new(root, "findings", arr);
 	return root;
+}
+
+void ds_report_errors(const struct ds_dataset *ds, FILE *f)
+{
+	for (size_t i = 0; i < ds->nfindings; i++) {
+		const struct ds_finding *x = &ds->findings[i];
+
+		if (x->severity == DS_SEV_ERROR)
+			fprintf(f, "error   %-18s %s%s%s\n", x->code, x->path, *x->path ? ": " : "",
+				x->message);
+	}
 }
 
 void ds_report_print(const struct ds_dataset *ds, FILE *f)

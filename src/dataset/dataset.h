@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/sha256.h"
 #include "common/str.h"
@@ -62,6 +63,9 @@ struct ds_check_opts {
 	int threads;             /* 0: one per core */
 	const char *cache_dir;   /* verdict cache directory; NULL: none */
 	bool reuse_verdicts;     /* take cached facts instead of decoding again */
+	/* Set: the check stops between files with ERR_CANCELLED (the files
+	 * examined keep their verdicts). NULL: never. */
+	struct cancel *cancel;
 };
 
 struct ds_dataset {
@@ -96,6 +100,8 @@ void ds_free(struct ds_dataset *ds);
 json_t *ds_report_json(const struct ds_dataset *ds);
 /* Print findings and a summary line for people. */
 void ds_report_print(const struct ds_dataset *ds, FILE *f);
+/* Print only the error findings: what keeps the dataset from being ready. */
+void ds_report_errors(const struct ds_dataset *ds, FILE *f);
 /* Index of the file with this relative path, or -1. */
 int ds_find(const struct ds_dataset *ds, const char *rel);
 /* The captions of the images, in file order, read without checking the

@@ -850,8 +850,8 @@ static void fix_do_caption(struct fix_ctx *c, struct fix_item *it)
 			free(path);
 		} else {
 			fix_act(&it->acts, img->rel, "caption_missing",
-				"no caption; give --default-caption or a caption provider "
-				"(--caption-cmd, --caption-url)");
+				"no caption; set a default caption or a caption provider "
+				"(caption.cmd, caption.url)");
 		}
 		if (norm && !*norm) {
 			free(norm);
@@ -1383,7 +1383,7 @@ int fix_run(const char *dir, const struct fix_opts *o, struct fix_result *res, s
 	memset(res, 0, sizeof(*res));
 	res->dry_run = o->dry_run;
 	if (!o->in_place && !o->dry_run && (!o->out || !*o->out))
-		return err_set(e, ERR_USAGE, "give an output folder (-o OUT) or --in-place");
+		return err_set(e, ERR_USAGE, "no output folder: set one, or fix in place");
 	r = ds_open(&c.ds, dir, e);
 	if (r)
 		goto out;

@@ -25,6 +25,7 @@
 #define PK_CHUNK (1u << 20)    /* read size for files and archives */
 #define PK_RECORD 10240        /* a tar record: the archive ends on a whole one */
 #define PK_BLOCK (100 * PK_RECORD) /* libarchive's output block, about 1 MiB */
+#define PK_PROGRESS_MS 100     /* least time between two progress reports */
 
 /* ---- locale ----
  * libarchive converts names through the thread's locale: in the C locale a
@@ -142,6 +143,7 @@ struct pk_slot {
 struct pk_pipe {
 	const char *root;
 	const struct ds_manifest *m;
+	struct cancel *cancel;    /* may be NULL */
 	struct pk_slot slots[PK_SLOTS];
 	size_t head, tail, count; /* the reader fills at head, the writer takes at tail */
 	bool stop;                /* the writer gave up: the reader must quit */
@@ -262,6 +264,11 @@ static bool pk_read_file(struct pk_pipe *p, size_t idx)
 	do {
 		size_t want = left < PK_CHUNK ? (size_t)left : PK_CHUNK;
 
+		/* Before every chunk: between files and inside big ones. */
+		if (cancel_is_set(p->cancel)) {
+			err_set(&p->err, ERR_CANCELLED, "packing was cancelled (at %s)", f->path);
+			goto out;
+		}
 		if (!(s = pk_slot_fill(p)))
 			goto out;
 		n = pk_read_full(fd, s->data, want);
@@ -322,13 +329,21 @@ static void *pk_reader(void *arg)
 	return NULL;
 }
 
-/* Write every listed file into the archive as the reader hands it over. */
+/* Write every listed file into the archive as the reader hands it over;
+ * `pg` sees the files' bytes ("packing", of their total). */
 static int pk_write_files(struct archive *a, struct archive_entry *ent, const char *root,
-			  const struct ds_manifest *m, struct err *e)
+			  const struct ds_manifest *m, const struct progress *pg,
+			  struct cancel *cancel, struct err *e)
 {
-	struct pk_pipe p = { .root = root, .m = m };
+	struct pk_pipe p = { .root = root, .m = m, .cancel = cancel };
+	uint64_t done = 0, total = 0;
+	long long last = 0;
 	pthread_t reader;
 	int r = 0;
+
+	for (size_t i = 0; i < m->nfiles; i++)
+		total += m->files[i].size;
+	progress_report(pg, "packing", 0, total);
 
 	pthread_mutex_init(&p.lock, NULL);
 	pthread_cond_init(&p.moved, NULL);
@@ -356,9 +371,16 @@ static int pk_write_files(struct archive *a, struct archive_entry *ent, const ch
 				r = pk_header(a, ent, f->path, f->size, e);
 			if (!r && s->len)
 				r = pk_data(a, s->data, s->len, e);
+			done += s->len;
+			if (!r && clock_mono_ms() - last >= PK_PROGRESS_MS) {
+				last = clock_mono_ms();
+				progress_report(pg, "packing", done, total);
+			}
 		}
 		pk_slot_taken(&p);
 	}
+	if (!r)
+		progress_report(pg, "packing", done, total);
 	pthread_mutex_lock(&p.lock);
 	p.stop = true;
 	pthread_cond_broadcast(&p.moved);
@@ -373,6 +395,7 @@ out:
 }
 
 int ds_pack_write(const char *root, const char *manifest, size_t manifest_len, int fd,
+		  const struct progress *pg, struct cancel *cancel,
 		  char sha256[SHA256_HEX_LEN + 1], uint64_t *bytes, struct err *e)
 {
 	struct pk_sink sink = { .fd = fd };
@@ -409,7 +432,7 @@ int ds_pack_write(const char *root, const char *manifest, size_t manifest_len, i
 	    (r = pk_header(a, ent, DS_SUMS_NAME, sums.len, e)) ||
 	    (r = pk_data(a, sums.data, sums.len, e)))
 		goto out;
-	if (m->nfiles && (r = pk_write_files(a, ent, root, m, e)))
+	if (m->nfiles && (r = pk_write_files(a, ent, root, m, pg, cancel, e)))
 		goto out;
 	if (archive_write_close(a) != ARCHIVE_OK) {
 		r = err_set(e, ERR_IO, "cannot finish the archive: %s", archive_error_string(a));
@@ -535,6 +558,40 @@ static void pk_forget_verdicts(const struct ds_dataset *ds, const char *cache_di
 	verdict_close(vc);
 }
 
+void ds_pack_opts_from_config(struct ds_pack_opts *o, const struct config *cfg)
+{
+	memset(o, 0, sizeof(*o));
+	o->cache_dir = config_get(cfg, "cache_dir");
+}
+
+int ds_check_and_pack(const struct config *cfg, const char *folder,
+		      const struct ds_pack_opts *o, struct ds_dataset **ds,
+		      struct ds_pack_result *res, struct err *e)
+{
+	struct ds_check_opts co;
+	struct ds_pack_opts po = *o;
+	int r;
+
+	*ds = NULL;
+	memset(res, 0, sizeof(*res));
+	ds_check_opts_from_config(&co, cfg);
+	if (po.cache_dir)
+		co.cache_dir = po.cache_dir;
+	else
+		po.cache_dir = config_get(cfg, "cache_dir");
+	co.reuse_verdicts = true;
+	co.cancel = o->cancel;
+	r = ds_open(ds, folder, e);
+	if (!r)
+		r = ds_check(*ds, &co, e);
+	if (r) {
+		ds_free(*ds);
+		*ds = NULL;
+		return r;
+	}
+	return ds_pack(*ds, &po, res, e);
+}
+
 void ds_pack_result_release(struct ds_pack_result *res)
 {
 	free(res->archive);
@@ -552,8 +609,13 @@ int ds_pack(const struct ds_dataset *ds, const struct ds_pack_opts *o,
 	memset(res, 0, sizeof(*res));
 	if (!ds->ready && !o->force) {
 		r = err_set(e, ERR_FAIL,
-			    "%s: the check found %zu error%s; fix them, or pass --force to pack "
-			    "only the usable files", ds->root, ds->errors, ds->errors == 1 ? "" : "s");
+			    "%s: the check found %zu error%s; fix them, or pack with force to "
+			    "take only the usable files", ds->root, ds->errors,
+			    ds->errors == 1 ? "" : "s");
+		goto out;
+	}
+	if (cancel_is_set(o->cancel)) {
+		r = err_set(e, ERR_CANCELLED, "%s: packing was cancelled", ds->root);
 		goto out;
 	}
 	if (!o->cache_dir || !*o->cache_dir) {
@@ -584,7 +646,8 @@ int ds_pack(const struct ds_dataset *ds, const struct ds_pack_opts *o,
 			r = err_sys(e, ERR_IO, "cannot create a file in %s", dir);
 			goto out;
 		}
-		r = ds_pack_write(ds->root, man.data, man.len, fd, res->sha256, &res->bytes, e);
+		r = ds_pack_write(ds->root, man.data, man.len, fd, o->pg, o->cancel, res->sha256,
+				  &res->bytes, e);
 		if (r == ERR_CHANGED)
 			pk_forget_verdicts(ds, o->cache_dir);
 		if (!r && (fchmod(fd, 0444) || close(fd)))

@@ -19,15 +19,27 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
+#include "common/progress.h"
 #include "common/sha256.h"
+#include "config/config.h"
 #include "dataset/dataset.h"
 
 struct ds_pack_opts {
 	const char *cache_dir; /* the cache_dir setting; archives go to <it>/datasets */
 	const char *out_path;  /* also place the archive here (hard link or copy); NULL: no */
 	bool force;            /* pack the usable files of a dataset with errors */
+	/* "packing": bytes of the dataset's files written, of their total.
+	 * NULL: none. */
+	const struct progress *pg;
+	/* Set: the pack stops (between files and inside big ones) with
+	 * ERR_CANCELLED and leaves no archive. NULL: never. */
+	struct cancel *cancel;
 };
+
+/* The options the settings give: cache_dir. */
+void ds_pack_opts_from_config(struct ds_pack_opts *o, const struct config *cfg);
 
 struct ds_pack_result {
 	char *archive;         /* the cached archive */
@@ -39,17 +51,31 @@ struct ds_pack_result {
 
 /* Pack the usable files of a dataset that ds_check has examined (pass
  * reuse_verdicts so that pack decodes nothing already checked). Refuses a
- * dataset with errors (ERR_FAIL) unless o->force. Each file is read once;
+ * dataset with errors (ERR_FAIL) unless o->force. Cancelled, it returns
+ * ERR_CANCELLED and no archive carries a final name. Each file is read once;
  * its bytes are hashed as they stream and a file whose bytes differ from what
  * the check recorded aborts the pack with ERR_CHANGED, leaving no archive. */
 int ds_pack(const struct ds_dataset *ds, const struct ds_pack_opts *o,
 	    struct ds_pack_result *res, struct err *e);
 void ds_pack_result_release(struct ds_pack_result *res);
 
+/* What a caller (`ferry dataset pack`, `ferry remote push DIR`, a job's
+ * PREPARING step) does with a dataset folder: open it, check it under the
+ * settings in `cfg` reusing the verdicts of earlier checks (with
+ * o->cache_dir as the verdict cache; NULL there: the cache_dir setting),
+ * then ds_pack it. *ds gets the checked dataset, to report its findings
+ * (free it with ds_free); it is NULL when the folder could not be opened or
+ * checked, and then the return value says why (the pack never started). */
+int ds_check_and_pack(const struct config *cfg, const char *folder,
+		      const struct ds_pack_opts *o, struct ds_dataset **ds,
+		      struct ds_pack_result *res, struct err *e);
+
 /* The archive itself: write manifest.json (`manifest`, as ds_manifest_build
  * made it), SHA256SUMS and the files it lists, read from under `root`, to
- * `fd`. Fills the archive's SHA-256 and size. */
+ * `fd`, reporting to `pg` and stopping when `cancel` is set (both may be
+ * NULL). Fills the archive's SHA-256 and size. */
 int ds_pack_write(const char *root, const char *manifest, size_t manifest_len, int fd,
+		  const struct progress *pg, struct cancel *cancel,
 		  char sha256[SHA256_HEX_LEN + 1], uint64_t *bytes, struct err *e);
 
 struct ds_unpack_result {

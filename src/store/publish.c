@@ -37,7 +37,7 @@ bool publish_skipped(const struct publish_opts *o, const char *rel, const char *
 		return true;
 	}
 	if (!strcmp(base, "optimizer.pt") && !o->with_optimizer) {
-		*why = "the optimizer state (--with-optimizer publishes it)";
+		*why = "the optimizer state (published only with with_optimizer)";
 		return true;
 	}
 	return false;
@@ -93,7 +93,7 @@ int publish_dir(struct store *s, const struct publish_opts *o, json_t **result,
 	while (plen && o->prefix[plen - 1] == '/')
 		plen--;
 	if (!plen)
-		return err_set(e, ERR_USAGE, "publish needs a --prefix (such as jobs/JOB)");
+		return err_set(e, ERR_USAGE, "publish needs a key prefix (such as jobs/JOB)");
 	prefix = xstrndup(o->prefix, plen);
 	r = store_check_key(prefix, e);
 	if (r)

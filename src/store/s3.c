@@ -98,8 +98,8 @@ int s3_client_new(struct s3_client **out, const struct s3_opts *o, struct err *e
 		return err_set(e, ERR_CONFIG, "no S3 endpoint: set R2_ACCOUNT_ID (Cloudflare R2) "
 					      "or AWS_ENDPOINT_URL");
 	if (!o->bucket || !*o->bucket)
-		return err_set(e, ERR_CONFIG, "no bucket: give --bucket, or set FERRY_S3_BUCKET "
-					      "or R2_BUCKET_NAME");
+		return err_set(e, ERR_CONFIG, "no bucket: set s3.bucket (FERRY_S3_BUCKET) "
+					      "or r2.bucket (R2_BUCKET_NAME)");
 	if (!s3_bucket_ok(o->bucket))
 		return err_set(e, ERR_CONFIG, "'%s' is not a bucket name", o->bucket);
 	if (!o->access_key || !*o->access_key || !o->secret_key || !*o->secret_key)
@@ -183,6 +183,11 @@ void s3_client_free(struct s3_client *c)
 const struct s3_opts *s3_client_opts(const struct s3_client *c)
 {
 	return &c->o;
+}
+
+void s3_client_set_cancel(struct s3_client *c, struct cancel *cancel)
+{
+	c->o.cancel = cancel;
 }
 
 const struct http_retry *s3_client_retry(const struct s3_client *c)
@@ -278,6 +283,7 @@ int s3_prepare(struct s3_client *c, const struct s3_call *call, struct s3_prepar
 		.timeout_s = call->transfer ? -1 : c->o.timeout_s,
 		.stall_s = call->transfer ? c->o.timeout_s : 0,
 		.max_reply = call->max_reply,
+		.cancel = c->o.cancel,
 	};
 out:
 	sigv4_signed_release(&sig);
@@ -401,6 +407,12 @@ int s3_run(struct s3_client *c, struct s3_task *tasks, size_t n, const struct s3
 		void *tag;
 		int jr;
 
+		/* Transfers in flight see the token themselves (http); this
+		 * catches it between them and while waiting to retry. */
+		if (cancel_is_set(c->o.cancel)) {
+			r = err_set(e, ERR_CANCELLED, "%s: cancelled", n ? tasks[0].what : "S3");
+			goto out;
+		}
 		/* Start what may start, in order: a task that is not ready holds
 		 * back the ones after it; one waiting to retry does not. */
 		for (size_t i = 0; i < n && running < parallel; i++) {
@@ -446,7 +458,7 @@ int s3_run(struct s3_client *c, struct s3_task *tasks, size_t n, const struct s3
 		if (!running) {
 			/* Waiting for `ready` (soon: a part being hashed) or for a
 			 * retry's time. */
-			clock_sleep_ms(held ? 5 : soonest > now ? soonest - now : 5, NULL);
+			clock_sleep_ms(held ? 5 : soonest > now ? soonest - now : 5, c->o.cancel);
 			s3_run_progress(o, tasks, n, bytes_done, &last, false);
 			continue;
 		}

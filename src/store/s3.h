@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/http.h"
 #include "common/progress.h"
@@ -38,6 +39,10 @@ struct s3_opts {
 	uint64_t multipart_above;  /* 0: 16 MiB */
 	int parallel;              /* parts in flight, 1..4; 0: 4 */
 	const char *upload_state;  /* folder for the records of resumable uploads */
+	/* Not owned; may be NULL. Once set, every request of this client and
+	 * every wait (a retry's backoff, a part's turn) stops at once with
+	 * ERR_CANCELLED; an upload cut so keeps its record and resumes. */
+	struct cancel *cancel;
 };
 
 struct s3_client;
@@ -46,6 +51,8 @@ int s3_client_new(struct s3_client **out, const struct s3_opts *o, struct err *e
 void s3_client_free(struct s3_client *c);
 /* The options with defaults filled in (strings owned by the client). */
 const struct s3_opts *s3_client_opts(const struct s3_client *c);
+/* Hand the client a cancel token (see s3_opts.cancel; NULL: none). */
+void s3_client_set_cancel(struct s3_client *c, struct cancel *cancel);
 /* "s3://BUCKET/KEY", for messages (caller frees). */
 char *s3_uri(const struct s3_client *c, const char *key);
 

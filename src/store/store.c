@@ -21,6 +21,7 @@ struct store {
 	struct s3_client *s3;   /* s3 */
 	char *public_url;       /* no trailing slash; NULL: none */
 	long presign_expires;
+	struct cancel *cancel;  /* not owned; NULL: none */
 };
 
 int store_check_key(const char *key, struct err *e)
@@ -183,6 +184,21 @@ void store_close(struct store *s)
 	free(s);
 }
 
+void store_set_cancel(struct store *s, struct cancel *cancel)
+{
+	s->cancel = cancel;
+	if (s->s3)
+		s3_client_set_cancel(s->s3, cancel);
+}
+
+/* The dir store copies locally: it looks at the token before it starts. */
+static int store_cancelled(const struct store *s, const char *key, struct err *e)
+{
+	if (cancel_is_set(s->cancel))
+		return err_set(e, ERR_CANCELLED, "%s: cancelled", key);
+	return 0;
+}
+
 enum store_kind store_kind(const struct store *s)
 {
 	return s->kind;
@@ -204,6 +220,8 @@ int store_put(struct store *s, const char *file, const char *key,
 	int r = store_check_key(key, e);
 
 	memset(res, 0, sizeof(*res));
+	if (!r)
+		r = store_cancelled(s, key, e);
 	if (r)
 		return r;
 	if (s->kind == STORE_DIR) {
@@ -234,6 +252,8 @@ int store_get(struct store *s, const char *key, const char *file,
 {
 	int r = store_check_key(key, e);
 
+	if (!r)
+		r = store_cancelled(s, key, e);
 	if (r)
 		return r;
 	if (s->kind == STORE_DIR)

@@ -24,6 +24,11 @@ struct store;
 int store_open(struct store **out, const struct config *cfg, const char *kind,
 	       const char *bucket, struct err *e);
 void store_close(struct store *s);
+/* Hand the store a cancel token (not owned; NULL: none): once it is set,
+ * puts and gets stop at once with ERR_CANCELLED, in the middle of a part
+ * or of a retry's wait, and a multipart upload so cut keeps its record
+ * (the next put resumes it, nothing is aborted). */
+void store_set_cancel(struct store *s, struct cancel *cancel);
 enum store_kind store_kind(const struct store *s);
 const char *store_kind_name(const struct store *s);
 /* "s3://BUCKET" or the dir store's folder. */

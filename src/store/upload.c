@@ -62,7 +62,7 @@ struct up_digest {
  * with `base` bytes done before. */
 static int up_hash(int fd, const char *path, uint64_t off, uint64_t len, struct up_digest *d,
 		   const struct progress *pg, uint64_t base, uint64_t total,
-		   const volatile bool *stop, struct err *e)
+		   const volatile bool *stop, struct cancel *cancel, struct err *e)
 {
 	char *chunk = xmalloc(UP_CHUNK);
 	struct sha256 sh;
@@ -95,6 +95,10 @@ static int up_hash(int fd, const char *path, uint64_t off, uint64_t len, struct 
 		done += (uint64_t)got;
 		if (stop && *stop)
 			break;
+		if (cancel_is_set(cancel)) {
+			r = err_set(e, ERR_CANCELLED, "hashing %s was cancelled", path);
+			break;
+		}
 		if (pg && pg->fn && clock_mono_ms() - last >= 100) {
 			last = clock_mono_ms();
 			pg->fn(pg->arg, "hashing", base + done, total);
@@ -245,7 +249,7 @@ static int up_put_single(struct s3_client *c, int fd, const char *path, const ch
 	struct s3_run_opts ro = { .pg = pg, .phase = "uploading", .total = size };
 	int r;
 
-	r = up_hash(fd, path, 0, size, &d, pg, 0, size, NULL, e);
+	r = up_hash(fd, path, 0, size, &d, pg, 0, size, NULL, s3_client_opts(c)->cancel, e);
 	if (r)
 		return r;
 	md5_to_hex(d.md5, s.md5_hex);
@@ -327,7 +331,8 @@ static void *up_hasher(void *arg)
 		struct up_part *p = &u->parts[i];
 		struct up_digest d = { .want_sha = !p->listed, .want_md5 = true };
 
-		r = up_hash(u->fd, u->path, p->off, p->len, &d, NULL, 0, 0, &u->stop, &e);
+		r = up_hash(u->fd, u->path, p->off, p->len, &d, NULL, 0, 0, &u->stop,
+			    s3_client_opts(u->c)->cancel, &e);
 		if (!r) {
 			md5_to_hex(d.md5, p->md5_hex);
 			memcpy(p->md5, d.md5, MD5_LEN);
@@ -338,7 +343,7 @@ static void *up_hasher(void *arg)
 				p->listed = false;
 				d = (struct up_digest){ .want_sha = true };
 				r = up_hash(u->fd, u->path, p->off, p->len, &d, NULL, 0, 0, &u->stop,
-					    &e);
+					    s3_client_opts(u->c)->cancel, &e);
 			}
 			if (!r && d.want_sha)
 				memcpy(p->sha256, d.sha256, sizeof(p->sha256));
@@ -512,6 +517,13 @@ static void up_multipart_etag(const struct up_multi *u, char *out, size_t outsz)
 	snprintf(out, outsz, "%s-%u", hex, u->nparts);
 }
 
+/* Error codes S3 gives for a failure of its own, which passes. */
+static bool up_error_passes(const char *code)
+{
+	return !strcmp(code, "InternalError") || !strcmp(code, "ServiceUnavailable") ||
+	       !strcmp(code, "SlowDown");
+}
+
 static int up_complete(struct up_multi *u, const char *sha256, struct s3_put_result *res,
 		       struct err *e)
 {
@@ -522,7 +534,8 @@ static int up_complete(struct up_multi *u, const char *sha256, struct s3_put_res
 	struct s3_error se;
 	struct s3_head h;
 	struct buf body = BUF_INIT;
-	int r;
+	const struct s3_opts *o = s3_client_opts(u->c);
+	int attempt, r;
 
 	buf_puts(&body, "<CompleteMultipartUpload>");
 	for (unsigned i = 0; i < u->nparts; i++)
@@ -530,13 +543,28 @@ static int up_complete(struct up_multi *u, const char *sha256, struct s3_put_res
 			   i + 1, u->parts[i].md5_hex);
 	buf_puts(&body, "</CompleteMultipartUpload>");
 	http_response_init(&rs);
-	r = s3_exchange(u->c, &(struct s3_call){ .method = "POST", .key = u->key, .query = q,
-						 .nquery = 1, .headers = hdrs, .body = body.data,
-						 .body_len = body.len, .transfer = true },
-			what, &rs, e);
-	if (!r)
-		r = s3_xml_complete(rs.body.data, rs.body.len, res->etag, sizeof(res->etag), &se, e);
-	if (r && rs.status == 404 && rs.tries > 1) {
+	for (attempt = 1;; attempt++) {
+		r = s3_exchange(u->c, &(struct s3_call){ .method = "POST", .key = u->key,
+							 .query = q, .nquery = 1, .headers = hdrs,
+							 .body = body.data, .body_len = body.len,
+							 .transfer = true },
+				what, &rs, e);
+		if (!r)
+			r = s3_xml_complete(rs.body.data, rs.body.len, res->etag, sizeof(res->etag),
+					    &se, e);
+		/* S3 may fail a Complete after its 200 went out: the error is
+		 * in the body, and a passing one is worth another try. */
+		if (r != ERR_HTTP || rs.status != 200 || !up_error_passes(se.code) ||
+		    attempt >= o->tries)
+			break;
+		log_info("%s: %s in a 200 answer; trying again (try %d of %d)", what, se.code,
+			 attempt + 1, o->tries);
+		if (clock_sleep_ms(http_backoff_ms(s3_client_retry(u->c), attempt, -1), o->cancel)) {
+			r = err_set(e, ERR_CANCELLED, "%s: cancelled", what);
+			break;
+		}
+	}
+	if (r && rs.status == 404 && (rs.tries > 1 || attempt > 1)) {
 		/* A retry after a Complete that did arrive finds the upload
 		 * gone: the object itself says whether it is ours. */
 		if (!s3_head(u->c, u->key, &h, NULL) && h.size == u->size &&
@@ -655,7 +683,7 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 		} else {
 			struct up_digest d = { .want_sha = true };
 
-			r = up_hash(fd, path, 0, u.size, &d, pg, 0, u.size, NULL, e);
+			r = up_hash(fd, path, 0, u.size, &d, pg, 0, u.size, NULL, o->cancel, e);
 			if (r)
 				goto out;
 			memcpy(res->sha256, d.sha256, sizeof(res->sha256));
@@ -709,8 +737,12 @@ static int up_put_multipart(struct s3_client *c, int fd, const char *path, const
 fail:
 	/* A final failure: give the parts back rather than leave them billed
 	 * until the store expires them. A run killed before this point keeps
-	 * its record and resumes. */
-	if (u.upload_id) {
+	 * its record and resumes, and so does a cancelled one: a job stopped
+	 * or a worker draining carries on later from the parts sent. */
+	if (u.upload_id && r == ERR_CANCELLED) {
+		up_hasher_stop(&u);
+		log_info("%s: upload cancelled; the next put resumes it", u.uri);
+	} else if (u.upload_id) {
 		struct err ae = { 0 };
 
 		up_hasher_stop(&u);
@@ -777,7 +809,8 @@ int s3_put_file(struct s3_client *c, const char *path, const char *key,
 	if (!r && h.size == res->size && h.sha256[0]) {
 		struct up_digest d = { .want_sha = true };
 
-		r = up_hash(fd, path, 0, res->size, &d, pg, 0, res->size, NULL, e);
+		r = up_hash(fd, path, 0, res->size, &d, pg, 0, res->size, NULL, o->cancel,
+			    e);
 		if (r)
 			goto out;
 		memcpy(known, d.sha256, sizeof(known));

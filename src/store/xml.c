@@ -221,37 +221,76 @@ static void s3_xml_etag(char *dst, size_t dstsz, const char *src)
 	dst[n] = '\0';
 }
 
+/* The <Error> an answer carries: its root, or a child of the root (a
+ * service that wraps it), or NULL. */
+static const struct s3_xml *s3_xml_find_error(const struct s3_xml *root)
+{
+	return strcmp(root->name, "Error") ? s3_xml_child(root, "Error") : root;
+}
+
+static void s3_xml_error_copy(const struct s3_xml *node, struct s3_error *out)
+{
+	s3_xml_copy(out->code, sizeof(out->code), s3_xml_child_text(node, "Code"));
+	s3_xml_copy(out->message, sizeof(out->message), s3_xml_child_text(node, "Message"));
+}
+
 bool s3_xml_error(const char *data, size_t len, struct s3_error *out)
 {
 	struct s3_xml *x = NULL;
-	const struct s3_xml *root;
+	const struct s3_xml *err;
 	bool ok = false;
 
 	out->code[0] = out->message[0] = '\0';
 	if (!len || s3_xml_parse(data, len, "S3", &x, NULL))
 		return false;
-	root = s3_xml_root(x);
-	if (!strcmp(root->name, "Error")) {
-		s3_xml_copy(out->code, sizeof(out->code), s3_xml_child_text(root, "Code"));
-		s3_xml_copy(out->message, sizeof(out->message), s3_xml_child_text(root, "Message"));
+	err = s3_xml_find_error(s3_xml_root(x));
+	if (err) {
+		s3_xml_error_copy(err, out);
 		ok = true;
 	}
 	s3_xml_free(x);
 	return ok;
 }
 
-/* Open an answer whose root must be `root_name`. */
+/* Open an answer and find the result in it. An answer is read by what it
+ * holds, not by its root's name: AWS and R2 say <ListPartsResult> where
+ * moto says <ListPartsResponse>, and so on. The root is taken when it is
+ * named `root_name` or holds a child named in `marks`. An <Error> in it
+ * (S3 may send one with status 200) gives ERR_HTTP with its code, copied
+ * to `error` (may be NULL). */
 static int s3_xml_open(const char *data, size_t len, const char *what, const char *root_name,
-		       struct s3_xml **x, const struct s3_xml **root, struct err *e)
+		       const char *const *marks, struct s3_xml **x, const struct s3_xml **root,
+		       struct s3_error *error, struct err *e)
 {
+	const struct s3_xml *err;
+	struct s3_error local;
+	bool found;
 	int r = s3_xml_parse(data, len, what, x, e);
 
+	if (!error)
+		error = &local;
+	error->code[0] = error->message[0] = '\0';
 	if (r)
 		return r;
 	*root = s3_xml_root(*x);
-	if (strcmp((*root)->name, root_name)) {
-		r = err_set(e, ERR_FORMAT, "%s: expected <%s> in the answer, got <%.64s>", what,
-			    root_name, (*root)->name);
+	err = s3_xml_find_error(*root);
+	found = !strcmp((*root)->name, root_name);
+	for (const char *const *m = marks; !found && m && *m; m++)
+		found = s3_xml_child(*root, *m) != NULL;
+	if (err) {
+		s3_xml_error_copy(err, error);
+		r = err_set(e, ERR_HTTP, "%s: %s: %s", what, error->code[0] ? error->code : "Error",
+			    error->message);
+	} else if (!found) {
+		struct buf want = BUF_INIT;
+
+		for (const char *const *m = marks; m && *m; m++)
+			buf_printf(&want, "%s<%s>", m == marks ? "" : m[1] ? ", " : " or ", *m);
+		r = err_set(e, ERR_FORMAT, "%s: the answer <%.64s> is not one (it holds no %s)",
+			    what, (*root)->name, want.len ? want.data : root_name);
+		buf_release(&want);
+	}
+	if (r) {
 		s3_xml_free(*x);
 		*x = NULL;
 	}
@@ -280,7 +319,8 @@ int s3_xml_list_objects(const char *data, size_t len, struct s3_entry **v, size_
 	const struct s3_xml *root;
 	struct s3_xml *x;
 	size_t alloc = *n;
-	int r = s3_xml_open(data, len, what, "ListBucketResult", &x, &root, e);
+	static const char *const marks[] = { "Contents", "IsTruncated", "KeyCount", NULL };
+	int r = s3_xml_open(data, len, what, "ListBucketResult", marks, &x, &root, NULL, e);
 
 	page->truncated = false;
 	page->next_token = NULL;
@@ -334,7 +374,9 @@ int s3_xml_upload_id(const char *data, size_t len, char **upload_id, struct err 
 	const char *what = "CreateMultipartUpload", *id;
 	const struct s3_xml *root;
 	struct s3_xml *x;
-	int r = s3_xml_open(data, len, what, "InitiateMultipartUploadResult", &x, &root, e);
+	static const char *const marks[] = { "UploadId", NULL };
+	int r = s3_xml_open(data, len, what, "InitiateMultipartUploadResult", marks, &x, &root,
+			    NULL, e);
 
 	*upload_id = NULL;
 	if (r)
@@ -355,7 +397,8 @@ int s3_xml_list_parts(const char *data, size_t len, struct s3_part **v, size_t *
 	const struct s3_xml *root;
 	struct s3_xml *x;
 	size_t alloc = *n;
-	int r = s3_xml_open(data, len, what, "ListPartsResult", &x, &root, e);
+	static const char *const marks[] = { "UploadId", "Part", "IsTruncated", NULL };
+	int r = s3_xml_open(data, len, what, "ListPartsResult", marks, &x, &root, NULL, e);
 
 	*next_marker = 0;
 	if (r)
@@ -399,27 +442,16 @@ out:
 int s3_xml_complete(const char *data, size_t len, char *etag, size_t etagsz,
 		    struct s3_error *error, struct err *e)
 {
-	const char *what = "CompleteMultipartUpload";
-	struct s3_xml *x;
+	static const char *const marks[] = { "ETag", "Location", "Key", NULL };
 	const struct s3_xml *root;
-	int r = s3_xml_parse(data, len, what, &x, e);
+	struct s3_xml *x;
+	int r = s3_xml_open(data, len, "CompleteMultipartUpload", "CompleteMultipartUploadResult",
+			    marks, &x, &root, error, e);
 
 	etag[0] = '\0';
-	error->code[0] = error->message[0] = '\0';
 	if (r)
 		return r;
-	root = s3_xml_root(x);
-	if (!strcmp(root->name, "Error")) {
-		s3_xml_copy(error->code, sizeof(error->code), s3_xml_child_text(root, "Code"));
-		s3_xml_copy(error->message, sizeof(error->message),
-			    s3_xml_child_text(root, "Message"));
-		r = err_set(e, ERR_HTTP, "%s: %s: %s", what, error->code, error->message);
-	} else if (strcmp(root->name, "CompleteMultipartUploadResult")) {
-		r = err_set(e, ERR_FORMAT, "%s: expected <CompleteMultipartUploadResult>, got <%.64s>",
-			    what, root->name);
-	} else {
-		s3_xml_etag(etag, etagsz, s3_xml_child_text(root, "ETag"));
-	}
+	s3_xml_etag(etag, etagsz, s3_xml_child_text(root, "ETag"));
 	s3_xml_free(x);
-	return r;
+	return 0;
 }

@@ -2,7 +2,10 @@
  * the answers ferry uses: errors, object listings, CreateMultipartUpload,
  * ListParts and CompleteMultipartUpload. Namespaces are dropped (s3rver's
  * differs from AWS's); a DOCTYPE or entity declaration is refused, so a
- * hostile server cannot make the parser expand or fetch anything. */
+ * hostile server cannot make the parser expand or fetch anything. Answers
+ * are read by what they hold, not by their root's name (moto says
+ * <CompleteMultipartUploadResponse> where AWS says ...Result), and an
+ * <Error> in any of them (S3 may send one with status 200) is ERR_HTTP. */
 #ifndef FERRY_S3_XML_H
 #define FERRY_S3_XML_H
 
@@ -33,8 +36,9 @@ const struct s3_xml *s3_xml_child(const struct s3_xml *node, const char *name);
 /* Its text, or NULL when there is no such child. */
 const char *s3_xml_child_text(const struct s3_xml *node, const char *name);
 
-/* An <Error> answer: code and message as S3 wrote them (each "" when
- * absent). Returns false when the body is not an S3 error document. */
+/* An <Error> answer (the root, or a child of it): code and message as S3
+ * wrote them (each "" when absent). Returns false when the body is not an
+ * S3 error document. */
 struct s3_error {
 	char code[128];
 	char message[512];
@@ -71,8 +75,10 @@ struct s3_part {
 int s3_xml_list_parts(const char *data, size_t len, struct s3_part **v, size_t *n,
 		      unsigned *next_marker, struct err *e);
 
-/* CompleteMultipartUpload's answer: the object's ETag (quotes removed).
- * S3 may answer 200 with an <Error> inside: then ERR_HTTP with its code. */
+/* CompleteMultipartUpload's answer, whatever its root is called: the
+ * object's ETag (quotes removed; "" when it holds a Location or Key but no
+ * ETag). S3 may answer 200 with an <Error> inside: then ERR_HTTP with its
+ * code in *error. Anything holding neither: ERR_FORMAT. */
 int s3_xml_complete(const char *data, size_t len, char *etag, size_t etagsz,
 		    struct s3_error *error, struct err *e);
 

@@ -57,6 +57,17 @@
 #     NOTE    fault=drop_part, client-gone, ... when there is one
 #   A line is written before its answer's last byte leaves, so a client that
 #   has its answer finds the line.
+# moto_start
+#   Instead of s3_start (one world per script): moto 5 (`python3 -m
+#   moto.server`, for the python3 on PATH), a second S3 implementation whose
+#   answers are shaped unlike AWS's and s3rver's (<CompleteMultipartUploadResponse>,
+#   <ListPartsResponse>). It checks no signature and has no faults or request
+#   log. Skips the script when python3 cannot import moto.server (deps.sh does
+#   not install it). Starts it on 127.0.0.1 and a free port, waits (15 s),
+#   makes the bucket, registers at_exit to stop it, and exports
+#   AWS_ENDPOINT_URL (moto itself), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+#   AWS_REGION (us-east-1), FERRY_S3_BUCKET (ferry-test), S3_WORLD_DIR
+#   ($tmpdir/moto: moto.out) and MOTO_PID.
 # aws_s3 ARGS...
 #   Debian's /usr/bin/aws (botocore: a signer independent of ferry's and the
 #   proxy's) with --endpoint-url $AWS_ENDPOINT_URL, path-style addressing, no
@@ -169,6 +180,37 @@ EOF
 		_s3_fail "the S3 world does not answer (bucket $FERRY_S3_BUCKET at $S3RVER_URL, proxy at $AWS_ENDPOINT_URL)"
 		return 1
 	fi
+	return 0
+}
+
+moto_start() {
+	local port i
+	command -v curl >/dev/null 2>&1 || _s3_missing curl
+	python3 -c 'import moto.server' 2>/dev/null ||
+		skip_all "needs moto 5 for python3 (pip install 'moto[server]')"
+	S3_WORLD_DIR=$tmpdir/moto
+	mkdir -p "$S3_WORLD_DIR" || return 1
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || return 1
+	python3 -m moto.server -H 127.0.0.1 -p "$port" </dev/null >"$S3_WORLD_DIR/moto.out" 2>&1 &
+	MOTO_PID=$!
+	at_exit "kill $MOTO_PID 2>/dev/null; wait $MOTO_PID 2>/dev/null"
+	AWS_ENDPOINT_URL=http://127.0.0.1:$port
+	for ((i = 0; i < 150; i++)); do
+		curl -s -o /dev/null --max-time 2 "$AWS_ENDPOINT_URL/" && break
+		kill -0 "$MOTO_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	FERRY_S3_BUCKET=ferry-test
+	AWS_ACCESS_KEY_ID=FERRYMOTO$(_s3_random 'A-Z0-9' 11)
+	AWS_SECRET_ACCESS_KEY=$(_s3_random 'A-Za-z0-9' 40)
+	AWS_REGION=us-east-1
+	if ! curl -sf -o /dev/null --max-time 10 -X PUT "$AWS_ENDPOINT_URL/$FERRY_S3_BUCKET"; then
+		diag "moto did not start or refused the bucket (at $AWS_ENDPOINT_URL)"
+		_t_show "moto" "$S3_WORLD_DIR/moto.out"
+		return 1
+	fi
+	export AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION \
+		FERRY_S3_BUCKET S3_WORLD_DIR MOTO_PID
 	return 0
 }
 

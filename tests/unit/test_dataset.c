@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/fsx.h"
 #include "common/xalloc.h"
 #include "dataset/dataset.h"
@@ -329,6 +330,27 @@ static void test_more_rules(void **state)
 	free(big);
 }
 
+/* A check whose token is set stops between files: ERR_CANCELLED, with a
+ * message, and no error for an optional NULL err. */
+static void test_check_cancelled(void **state)
+{
+	struct ds_check_opts o;
+	struct ds_dataset *ds = NULL;
+	struct cancel c;
+	struct err e = { 0 };
+
+	opts(&o);
+	cancel_init(&c);
+	cancel_set(&c);
+	o.cancel = &c;
+	assert_int_equal(ds_open(&ds, root, &e), 0);
+	assert_int_equal(ds_check(ds, &o, &e), ERR_CANCELLED);
+	assert_non_null(strstr(e.msg, "checking was cancelled"));
+	assert_int_equal(ds_check(ds, &o, NULL), ERR_CANCELLED);
+	ds_free(ds);
+	cancel_release(&c);
+}
+
 static void test_missing_root(void **state)
 {
 	struct ds_dataset *ds = NULL;
@@ -355,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_verdict_cache),
 		cmocka_unit_test(test_verdict_staleness),
 		cmocka_unit_test(test_more_rules),
+		cmocka_unit_test(test_check_cancelled),
 		cmocka_unit_test(test_missing_root),
 		cmocka_unit_test(test_trigger_match),
 	};

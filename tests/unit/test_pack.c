@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
+#include "config/config.h"
 #include "common/fsx.h"
 #include "common/sha256.h"
 #include "common/str.h"
@@ -304,6 +306,20 @@ static void test_reuse_and_output(void **state)
 	free(dir);
 }
 
+/* Nothing half-written is left behind, and no archive at all. */
+static void assert_no_archive(const char *datasets)
+{
+	DIR *d = opendir(datasets);
+	struct dirent *de;
+
+	assert_int_equal(count_prefixed(datasets, ".pack-"), 0);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (str_ends_with_ci(de->d_name, ".tar"))
+			fail_msg("an archive was left: %s", de->d_name);
+	closedir(d);
+}
+
 static void expect_changed(const char *dir, const char *cache, const char *rel,
 			   const char *content)
 {
@@ -326,18 +342,7 @@ static void expect_changed(const char *dir, const char *cache, const char *rel,
 	if (!strstr(e.msg, rel) || !strstr(e.msg, "changed since it was checked"))
 		fail_msg("message does not name %s: %s", rel, e.msg);
 	assert_null(res.archive);
-	/* Nothing half-written is left behind. */
-	assert_int_equal(count_prefixed(datasets, ".pack-"), 0);
-	{
-		DIR *d = opendir(datasets);
-		struct dirent *de;
-
-		assert_non_null(d);
-		while ((de = readdir(d)))
-			if (str_ends_with_ci(de->d_name, ".tar"))
-				fail_msg("an archive was left: %s", de->d_name);
-		closedir(d);
-	}
+	assert_no_archive(datasets);
 	ds_free(ds);
 	/* Every verdict was dropped: the next pack looks at every file again. */
 	ds = checked(dir, cache);
@@ -379,7 +384,8 @@ static void test_errors_refused_unless_forced(void **state)
 	buf_release(&img);
 
 	assert_int_equal(pack_dir(dir, cache, NULL, false, &res, &e), ERR_FAIL);
-	assert_non_null(strstr(e.msg, "--force"));
+	assert_non_null(strstr(e.msg, "with force"));
+	assert_null(strstr(e.msg, "--"));
 	assert_null(res.archive);
 
 	err_clear(&e);
@@ -408,6 +414,148 @@ static void assert_same_file(const char *a, const char *b)
 	assert_memory_equal(x.data, y.data, x.len);
 	buf_release(&x);
 	buf_release(&y);
+}
+
+/* ---- ds_check_and_pack: settings, progress, cancel ---- */
+
+struct pk_seen {
+	int calls;
+	uint64_t last, total;
+	bool backwards;
+	struct cancel *cancel_at_first; /* set the token on the first report with bytes */
+};
+
+static void pk_on_progress(void *arg, const char *phase, uint64_t done, uint64_t total)
+{
+	struct pk_seen *s = arg;
+
+	assert_string_equal(phase, "packing");
+	if (done < s->last)
+		s->backwards = true;
+	s->calls++;
+	s->last = done;
+	s->total = total;
+	if (s->cancel_at_first && done)
+		cancel_set(s->cancel_at_first);
+}
+
+static struct config *pack_config(const char *cache)
+{
+	struct config *cfg = config_new();
+	char *set = xasprintf("cache_dir=%s", cache);
+
+	assert_int_equal(config_set_assignment(cfg, set, NULL), 0);
+	assert_int_equal(config_set_assignment(cfg, "dataset.min_images=3", NULL), 0);
+	assert_int_equal(config_set_assignment(cfg, "dataset.resolution=64", NULL), 0);
+	free(set);
+	return cfg;
+}
+
+static void test_check_and_pack(void **state)
+{
+	char *dir = make_dataset("cap", false), *cache = path_in(base, "cache-cap");
+	struct config *cfg = pack_config(cache);
+	struct pk_seen seen = { 0 };
+	struct progress pg = { pk_on_progress, &seen };
+	struct ds_pack_opts po;
+	struct ds_pack_result res, again;
+	struct ds_dataset *ds = NULL;
+	struct err e = { 0 };
+
+	ds_pack_opts_from_config(&po, cfg);
+	assert_string_equal(po.cache_dir, cache);
+	po.pg = &pg;
+	assert_int_equal(ds_check_and_pack(cfg, dir, &po, &ds, &res, &e), 0);
+	assert_non_null(ds);
+	assert_true(ds->ready);
+	assert_false(res.reused);
+	assert_true(str_starts_with(res.archive, cache));
+	/* Progress went forward and ended at the files' total. */
+	assert_true(seen.calls >= 2);
+	assert_false(seen.backwards);
+	assert_true(seen.total > 0);
+	assert_int_equal(seen.last, seen.total);
+	ds_free(ds);
+
+	/* Again: the verdicts are reused (nothing decoded), the archive too. */
+	assert_int_equal(ds_check_and_pack(cfg, dir, &po, &ds, &again, &e), 0);
+	assert_int_equal(ds->decoded, 0);
+	assert_true(again.reused);
+	assert_string_equal(res.sha256, again.sha256);
+	ds_free(ds);
+	ds_pack_result_release(&again);
+
+	/* A folder that is not there: no dataset, and a message. */
+	assert_int_equal(ds_check_and_pack(cfg, "/nonexistent/ferry", &po, &ds, &again, NULL),
+			 ERR_IO);
+	assert_null(ds);
+
+	ds_pack_result_release(&res);
+	config_free(cfg);
+	free(cache);
+	free(dir);
+}
+
+/* A cancel set while the archive is being written: ERR_CANCELLED, no
+ * archive under any name, and the verdicts are kept (nothing changed). */
+static void test_pack_cancelled(void **state)
+{
+	char *dir = make_dataset("cancel", false), *cache = path_in(base, "cache-cancel");
+	char *datasets = path_in(cache, "datasets"), *out = path_in(base, "cancel.tar");
+	struct config *cfg = pack_config(cache);
+	struct cancel c;
+	struct pk_seen seen = { .cancel_at_first = &c };
+	struct progress pg = { pk_on_progress, &seen };
+	struct ds_pack_opts po;
+	struct ds_pack_result res;
+	struct ds_dataset *ds = NULL;
+	struct err e = { 0 };
+	char *big;
+
+	/* One file of many chunks, so that the cancel lands inside it. */
+	big = xmalloc(8u << 20);
+	for (size_t i = 0; i < (8u << 20); i++)
+		big[i] = (char)('a' + i % 26);
+	big[(8u << 20) - 1] = '\0';
+	tu_write_text(dir, "sub/b.txt", big);
+	free(big);
+	tu_settle();
+
+	cancel_init(&c);
+	ds_pack_opts_from_config(&po, cfg);
+	po.pg = &pg;
+	po.cancel = &c;
+	po.out_path = out;
+	po.force = true; /* the 8 MiB caption is too long: an error finding */
+	assert_int_equal(ds_check_and_pack(cfg, dir, &po, &ds, &res, &e), ERR_CANCELLED);
+	assert_non_null(ds);
+	assert_null(res.archive);
+	assert_no_archive(datasets);
+	assert_int_equal(access(out, F_OK), -1);
+	ds_free(ds);
+
+	/* Cancelled before it starts: the check stops, nothing is written. */
+	seen.cancel_at_first = NULL;
+	seen.calls = 0;
+	assert_int_equal(ds_check_and_pack(cfg, dir, &po, &ds, &res, &e), ERR_CANCELLED);
+	assert_null(ds);
+	assert_non_null(strstr(e.msg, "checking was cancelled"));
+	assert_int_equal(seen.calls, 0);
+
+	/* Not cancelled: it packs, reusing the verdicts (none were dropped). */
+	cancel_release(&c);
+	cancel_init(&c);
+	assert_int_equal(ds_check_and_pack(cfg, dir, &po, &ds, &res, &e), 0);
+	assert_int_equal(ds->decoded, 0);
+	assert_int_equal(access(out, F_OK), 0);
+	ds_free(ds);
+	ds_pack_result_release(&res);
+	cancel_release(&c);
+	config_free(cfg);
+	free(out);
+	free(datasets);
+	free(cache);
+	free(dir);
 }
 
 static void test_unpack_round_trip(void **state)
@@ -736,6 +884,8 @@ int main(void)
 		cmocka_unit_test(test_reuse_and_output),
 		cmocka_unit_test(test_changed_after_check),
 		cmocka_unit_test(test_errors_refused_unless_forced),
+		cmocka_unit_test(test_check_and_pack),
+		cmocka_unit_test(test_pack_cancelled),
 		cmocka_unit_test(test_unpack_round_trip),
 		cmocka_unit_test(test_unpack_refuses),
 	};

@@ -12,21 +12,25 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/fsx.h"
 #include "common/log.h"
 #include "common/md5.h"
 #include "common/sha256.h"
+#include "common/str.h"
 #include "common/xalloc.h"
 #include "store/dir.h"
 #include "store/s3.h"
 #include "store/upload.h"
+#include "store/xml.h"
 #include "testutil.h"
 
 #define MiB (1024 * 1024)
@@ -423,6 +427,247 @@ static void test_multipart_abort(void **state)
 	s3_client_free(c);
 }
 
+/* ---- answers read by what they hold ---- */
+
+#define MOTO_NS " xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
+
+static void test_xml_by_content(void **state)
+{
+	static const char aws[] =
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult"
+		MOTO_NS "><Location>https://b.s3.amazonaws.com/k</Location><Bucket>b</Bucket>"
+		"<Key>k</Key><ETag>\"3858f62230ac3c915f300c664312c11f-9\"</ETag>"
+		"</CompleteMultipartUploadResult>";
+	/* What moto 5 answers. */
+	static const char moto[] =
+		"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<CompleteMultipartUploadResponse"
+		MOTO_NS "><Location>http://b.s3.amazonaws.com/k</Location><Bucket>b</Bucket>"
+		"<Key>k</Key><ETag>\"cb8d7289925309a05b2db09b7709c264-1\"</ETag>"
+		"</CompleteMultipartUploadResponse>";
+	/* What S3 may send with status 200 when the Complete failed after all. */
+	static const char error200[] =
+		"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>"
+		"<Message>We encountered an internal error. Please try again.</Message>"
+		"<RequestId>656c76696e6727732072657175657374</RequestId></Error>";
+	static const char wrapped[] =
+		"<CompleteMultipartUploadResponse><Error><Code>InvalidPart</Code><Message>One or "
+		"more of the specified parts could not be found.</Message></Error>"
+		"</CompleteMultipartUploadResponse>";
+	static const char other[] = "<Something><Else>1</Else></Something>";
+	struct s3_error se;
+	struct err e = { 0 };
+	char etag[80], *id = NULL;
+	struct s3_part *parts = NULL;
+	size_t n = 0;
+	unsigned next;
+
+	assert_int_equal(s3_xml_complete(aws, strlen(aws), etag, sizeof(etag), &se, &e), 0);
+	assert_string_equal(etag, "3858f62230ac3c915f300c664312c11f-9");
+	assert_int_equal(s3_xml_complete(moto, strlen(moto), etag, sizeof(etag), &se, &e), 0);
+	assert_string_equal(etag, "cb8d7289925309a05b2db09b7709c264-1");
+
+	assert_int_equal(s3_xml_complete(error200, strlen(error200), etag, sizeof(etag), &se, &e),
+			 ERR_HTTP);
+	assert_string_equal(se.code, "InternalError");
+	assert_non_null(strstr(e.msg, "CompleteMultipartUpload: InternalError: We encountered"));
+	assert_string_equal(etag, "");
+	assert_int_equal(s3_xml_complete(wrapped, strlen(wrapped), etag, sizeof(etag), &se, NULL),
+			 ERR_HTTP);
+	assert_string_equal(se.code, "InvalidPart");
+	assert_true(s3_xml_error(wrapped, strlen(wrapped), &se));
+
+	assert_int_equal(s3_xml_complete(other, strlen(other), etag, sizeof(etag), &se, &e),
+			 ERR_FORMAT);
+	assert_non_null(strstr(e.msg, "<Something> is not one (it holds no <ETag>, <Location> "
+				      "or <Key>)"));
+	assert_int_equal(s3_xml_complete(other, strlen(other), etag, sizeof(etag), &se, NULL),
+			 ERR_FORMAT);
+
+	/* The same for the other multipart answers: moto's ListPartsResponse. */
+	{
+		static const char lp[] =
+			"<ListPartsResponse" MOTO_NS "><Bucket>b</Bucket><Key>k</Key><UploadId>U"
+			"</UploadId><IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber>"
+			"<ETag>\"336311a016184326ddbdd61edd4eeb52\"</ETag><Size>10</Size></Part>"
+			"</ListPartsResponse>";
+		static const char up[] = "<CreateMultipartUploadResponse><UploadId>U9</UploadId>"
+					 "</CreateMultipartUploadResponse>";
+
+		assert_int_equal(s3_xml_list_parts(lp, strlen(lp), &parts, &n, &next, &e), 0);
+		assert_int_equal(n, 1);
+		assert_string_equal(parts[0].etag, "336311a016184326ddbdd61edd4eeb52");
+		free(parts);
+		assert_int_equal(s3_xml_upload_id(up, strlen(up), &id, &e), 0);
+		assert_string_equal(id, "U9");
+		free(id);
+		assert_int_equal(s3_xml_upload_id(error200, strlen(error200), &id, &e), ERR_HTTP);
+		assert_null(id);
+	}
+}
+
+/* Complete through a whole upload: a 200 carrying InternalError is tried
+ * again and moto's shape is taken; a 200 carrying InvalidPart fails the
+ * upload (and aborts it). */
+static void test_complete_answers(void **state)
+{
+	struct s3_client *c = client(3);
+	struct s3_put_result res;
+	struct err e = { 0 };
+	struct buf data;
+	char *file = make_file("cpl.bin", 6 * MiB, &data), *xml;
+	char md5s[2][MD5_HEX_LEN + 1], sha[SHA256_HEX_LEN + 1], hex[MD5_HEX_LEN + 1];
+	unsigned char raw[2][MD5_LEN], md[MD5_LEN];
+	struct md5 m;
+
+	md5_of(data.data, 5 * MiB, md5s[0], raw[0]);
+	md5_of(data.data + 5 * MiB, 1 * MiB, md5s[1], raw[1]);
+	md5_init(&m);
+	md5_update(&m, raw, sizeof(raw));
+	md5_final(&m, md);
+	md5_to_hex(md, hex);
+	sha256_hex(data.data, data.len, sha);
+
+	tu_http_reply(srv, 404, NULL, NULL);
+	reply_xml(200, "<InitiateMultipartUploadResult><UploadId>P1</UploadId>"
+		       "</InitiateMultipartUploadResult>");
+	reply_etag(md5s[0]);
+	reply_etag(md5s[1]);
+	reply_xml(200, "<Error><Code>InternalError</Code><Message>later</Message></Error>");
+	xml = xasprintf("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+			"<CompleteMultipartUploadResponse" MOTO_NS "><Location>http://bkt.s3."
+			"amazonaws.com/k</Location><Bucket>bkt</Bucket><Key>k</Key><ETag>\"%s-2\""
+			"</ETag></CompleteMultipartUploadResponse>", hex);
+	reply_xml(200, xml);
+	free(xml);
+	reply_head(6 * MiB, sha);
+	assert_int_equal(s3_put_file(c, file, "k", NULL, &res, &e), 0);
+	assert_int_equal(strncmp(res.etag, hex, MD5_HEX_LEN), 0);
+	assert_int_equal(tu_http_count(srv), 7);
+	assert_string_equal(tu_http_req(srv, 4)->method, "POST");
+	assert_string_equal(tu_http_req(srv, 5)->method, "POST");
+	assert_int_equal(tu_http_unused(srv), 0);
+
+	/* A refusal in a 200: no second try, the upload is aborted. */
+	tu_http_reply(srv, 404, NULL, NULL);
+	reply_xml(200, "<InitiateMultipartUploadResult><UploadId>P2</UploadId>"
+		       "</InitiateMultipartUploadResult>");
+	reply_etag(md5s[0]);
+	reply_etag(md5s[1]);
+	reply_xml(200, "<Error><Code>InvalidPart</Code><Message>no such part</Message></Error>");
+	tu_http_reply(srv, 204, NULL, NULL);
+	assert_int_equal(s3_put_file(c, file, "k2", NULL, &res, &e), ERR_HTTP);
+	assert_non_null(strstr(e.msg, "InvalidPart: no such part"));
+	assert_string_equal(tu_http_req(srv, 12)->method, "DELETE");
+	assert_int_equal(tu_http_unused(srv), 0);
+
+	buf_release(&data);
+	free(file);
+	s3_client_free(c);
+}
+
+/* ---- cancelling ---- */
+
+struct later {
+	pthread_t t;
+	struct cancel *c;
+	int ms;
+};
+
+static void *later_run(void *arg)
+{
+	struct later *l = arg;
+
+	usleep((useconds_t)l->ms * 1000);
+	cancel_set(l->c);
+	return NULL;
+}
+
+static void cancel_later(struct later *l, struct cancel *c, int ms)
+{
+	l->c = c;
+	l->ms = ms;
+	assert_int_equal(pthread_create(&l->t, NULL, later_run, l), 0);
+}
+
+/* Upload records under the state folder. */
+static size_t records(void)
+{
+	char *uploads = fsx_join(dir, "uploads");
+	struct s3_entry *v = NULL;
+	size_t n = 0, json = 0;
+
+	assert_int_equal(dir_store_list(uploads, "", &v, &n, NULL), 0);
+	for (size_t i = 0; i < n; i++)
+		json += str_ends_with_ci(v[i].key, ".json");
+	s3_entries_free(v, n);
+	free(uploads);
+	return json;
+}
+
+/* Cancelled in `when` ("backoff": while a failed part waits to be sent
+ * again, 5 s away; "part": while a part waits for its answer, 10 s away):
+ * ERR_CANCELLED at once, nothing aborted, the record kept to resume. */
+static void cancel_multipart(const char *when)
+{
+	struct s3_client *c = client(5);
+	struct s3_put_result res;
+	struct cancel cancel;
+	struct later l;
+	struct err e = { 0 };
+	struct buf data;
+	char *file = make_file("c.bin", 6 * MiB, &data);
+	bool backoff = !strcmp(when, "backoff");
+	size_t sent = backoff ? 4 : 3;
+	long long t0;
+
+	cancel_init(&cancel);
+	s3_client_set_cancel(c, &cancel);
+	tu_http_reply(srv, 404, NULL, NULL);
+	reply_xml(200, "<InitiateMultipartUploadResult><UploadId>C1</UploadId>"
+		       "</InitiateMultipartUploadResult>");
+	if (backoff) {
+		char md5[MD5_HEX_LEN + 1];
+
+		tu_http_push(srv, &(struct tu_http_reply){
+			.status = 503, .headers = "Retry-After: 5\r\n",
+			.body = "<Error><Code>SlowDown</Code><Message>x</Message></Error>" });
+		/* Part 2 goes while part 1 waits, and arrives. */
+		md5_of(data.data + 5 * MiB, 1 * MiB, md5, NULL);
+		reply_etag(md5);
+	} else {
+		tu_http_push(srv, &(struct tu_http_reply){ .status = 200, .delay_ms = 10000 });
+	}
+	cancel_later(&l, &cancel, 300);
+	t0 = clock_mono_ms();
+	if (s3_put_file(c, file, "c.bin", NULL, &res, &e) != ERR_CANCELLED)
+		fail_msg("%s: not cancelled: %s", when, e.msg);
+	if (clock_mono_ms() - t0 > 2500)
+		fail_msg("%s: cancelled after %lld ms", when, clock_mono_ms() - t0);
+	pthread_join(l.t, NULL);
+	assert_non_null(strstr(e.msg, "cancelled"));
+	/* HEAD, Create, UploadPart (twice after a backoff): no Abort. */
+	assert_int_equal(tu_http_count(srv), sent);
+	assert_int_equal(records(), 1);
+
+	/* Cancelled already: nothing is sent at all. */
+	assert_int_equal(s3_put_file(c, file, "c.bin", NULL, &res, &e), ERR_CANCELLED);
+	assert_int_equal(tu_http_count(srv), sent);
+	cancel_release(&cancel);
+	buf_release(&data);
+	free(file);
+	s3_client_free(c);
+}
+
+static void test_cancel_in_backoff(void **state)
+{
+	cancel_multipart("backoff");
+}
+
+static void test_cancel_in_part(void **state)
+{
+	cancel_multipart("part");
+}
+
 static void test_presign_and_virtual_host(void **state)
 {
 	struct s3_opts o = {
@@ -465,6 +710,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_single_and_skip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multipart_abort_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_multipart_abort, setup, teardown),
+		cmocka_unit_test(test_xml_by_content),
+		cmocka_unit_test_setup_teardown(test_complete_answers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_in_backoff, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_in_part, setup, teardown),
 		cmocka_unit_test(test_presign_and_virtual_host),
 	};
 

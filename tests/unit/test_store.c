@@ -96,8 +96,10 @@ static void test_xml_list_objects(void **state)
 			 ERR_FORMAT);
 	assert_int_equal(s3_xml_list_objects(no_token, strlen(no_token), &v, &n, &pg, &e),
 			 ERR_FORMAT);
-	assert_int_equal(s3_xml_list_objects("<Error/>", 8, &v, &n, &pg, &e), ERR_FORMAT);
-	assert_non_null(strstr(e.msg, "ListBucketResult"));
+	/* An error document is an error, whatever the status. */
+	assert_int_equal(s3_xml_list_objects("<Error/>", 8, &v, &n, &pg, &e), ERR_HTTP);
+	assert_int_equal(s3_xml_list_objects("<Other/>", 8, &v, &n, &pg, &e), ERR_FORMAT);
+	assert_non_null(strstr(e.msg, "<Contents>"));
 	s3_entries_free(v, n);
 }
 
@@ -362,7 +364,7 @@ static void test_publish_to_dir(void **state)
 	tu_expect_json(json_object_get(res, "skipped"),
 		       "[{\"path\": \"config.yaml\", \"reason\": \"the trainer's expanded config, "
 		       "which may hold secrets\"}, {\"path\": \"optimizer.pt\", \"reason\": \"the "
-		       "optimizer state (--with-optimizer publishes it)\"}, {\"path\": "
+		       "optimizer state (published only with with_optimizer)\"}, {\"path\": "
 		       "\"result.json\", \"reason\": \"the key of ferry's own result.json\"}]");
 	assert_int_equal(json_array_size(json_object_get(res, "files")), 2);
 	assert_string_equal(json_string_value(json_object_get(
