@@ -58,6 +58,44 @@ const char *httpd_header(const struct httpd_req *rq, const char *name)
 	return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
 }
 
+static bool httpd_match(const char *path, const char *pattern, struct httpd_seg *caps,
+			size_t ncaps)
+{
+	const char *p = path, *q = pattern;
+	size_t pl, ql, n = 0;
+
+	if (!strcmp(pattern, "/"))
+		return !strcmp(path, "/");
+	for (;;) {
+		if (*p != '/' || *q != '/')
+			return false;
+		p++;
+		q++;
+		pl = strcspn(p, "/");
+		ql = strcspn(q, "/");
+		if (!pl)
+			return false;
+		if (ql == 2 && !memcmp(q, "{}", 2)) {
+			if (n < ncaps)
+				caps[n] = (struct httpd_seg){ p, pl };
+			n++;
+		} else if (pl != ql || memcmp(p, q, pl)) {
+			return false;
+		}
+		p += pl;
+		q += ql;
+		if (!*q)
+			return !*p || !strcmp(p, "/");
+	}
+}
+
+bool httpd_path_match(const char *path, const char *pattern, struct httpd_seg *caps,
+		      size_t ncaps)
+{
+	/* caps are written only for a match */
+	return httpd_match(path, pattern, NULL, 0) && httpd_match(path, pattern, caps, ncaps);
+}
+
 static void httpd_resp_init(struct httpd_resp *rs)
 {
 	memset(rs, 0, sizeof(*rs));
@@ -105,6 +143,18 @@ void httpd_replyf(struct httpd_resp *rs, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	buf_vprintf(&rs->body, fmt, ap);
 	va_end(ap);
+}
+
+void httpd_reply_json(struct httpd_resp *rs, int status, const json_t *v, size_t flags)
+{
+	char *data = json_dumps(v, (flags ? flags : JSON_COMPACT) | JSON_ENCODE_ANY);
+
+	if (!data) {
+		httpd_replyf(rs, MHD_HTTP_INTERNAL_SERVER_ERROR, "the answer is not JSON\n");
+		return;
+	}
+	httpd_reply(rs, status, "application/json", data, strlen(data));
+	free(data);
 }
 
 void httpd_add_header(struct httpd_resp *rs, const char *name, const char *value)

@@ -3,13 +3,14 @@
  * hands one handler the whole request, and sends what the handler filled
  * in: a body, or a stream produced as it goes (chunked; for server-sent
  * events). One thread per connection, so a handler and a stream may block;
- * a connection cap bounds the threads. No routing: the handler looks at
- * the method and path. libmicrohttpd's own messages go to the log at
+ * a connection cap bounds the threads. No route table: the handler looks
+ * at the method and path, with httpd_path_match. libmicrohttpd's own messages go to the log at
  * debug level, and each request is logged there as "METHOD PATH -> STATUS"
  * (the path without its query, which may carry a key). */
 #ifndef FERRY_HTTPD_H
 #define FERRY_HTTPD_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -34,6 +35,21 @@ struct httpd_req {
 const char *httpd_query(const struct httpd_req *rq, const char *name);
 /* Request header `name` (any case), or NULL. */
 const char *httpd_header(const struct httpd_req *rq, const char *name);
+
+/* A piece of a path: n bytes at s (not NUL-terminated). */
+struct httpd_seg {
+	const char *s;
+	size_t n;
+};
+
+/* Whether `path` matches `pattern` segment by segment: a literal segment
+ * matches itself, "{}" any one segment, whose text goes to caps[i] in
+ * order (those past ncaps are matched but not kept; caps is written only
+ * when the path matches). Patterns end without a slash. One trailing slash
+ * on the path is optional ("/a/b" and "/a/b/" match "/a/b"); an empty
+ * segment ("/a//b") never matches. */
+bool httpd_path_match(const char *path, const char *pattern, struct httpd_seg *caps,
+		      size_t ncaps);
 
 /* What a stream callback returns besides a byte count. */
 #define HTTPD_STREAM_END ((ssize_t)-1)   /* the body is complete */
@@ -65,6 +81,9 @@ void httpd_reply(struct httpd_resp *rs, int status, const char *ctype, const voi
 /* The same with a printf-formatted text/plain body. */
 void httpd_replyf(struct httpd_resp *rs, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Status and v as application/json, dumped with jansson's flags (0:
+ * compact; JSON_ENCODE_ANY is always added); 500 if it cannot be. */
+void httpd_reply_json(struct httpd_resp *rs, int status, const json_t *v, size_t flags);
 /* Add a header (copied). Content-Type is set through ctype; libmicrohttpd
  * sets Content-Length, Date and the transfer encoding itself. */
 void httpd_add_header(struct httpd_resp *rs, const char *name, const char *value);

@@ -25,17 +25,17 @@ struct sim_server {
 
 enum sim_route {
 	R_NONE,
-	R_BUNDLES,       /* /api/v0/bundles/ */
-	R_SEARCH_ASKS,   /* /api/v0/search/asks/ */
-	R_CREATE,        /* /api/v0/asks/{id}/ */
-	R_V0_LIST,       /* /api/v0/instances/ */
-	R_V1_LIST,       /* /api/v1/instances/ */
-	R_INSTANCE,      /* /api/v0/instances/{id}/ */
-	R_INSTANCE_KEYS, /* /api/v0/instances/{id}/ssh/ */
-	R_INSTANCE_KEY,  /* /api/v0/instances/{id}/ssh/{key}/ */
-	R_KEYS,          /* /api/v0/ssh/ */
-	R_KEY,           /* /api/v0/ssh/{key}/ */
-	R_USER,          /* /api/v0/users/current/ */
+	R_BUNDLES,
+	R_SEARCH_ASKS,
+	R_CREATE,
+	R_V0_LIST,
+	R_V1_LIST,
+	R_INSTANCE,
+	R_INSTANCE_KEYS,
+	R_INSTANCE_KEY,
+	R_KEYS,
+	R_KEY,
+	R_USER,
 };
 
 enum { M_GET = 1, M_PUT = 2, M_POST = 4, M_DELETE = 8 };
@@ -44,10 +44,25 @@ static const char *const sim_method_names[] = { "GET", "PUT", "POST", "DELETE" }
 
 struct sim_route_info {
 	enum sim_route r;
-	long long id, id2;
+	const char *pattern;  /* httpd_path_match's; each {} is a numeric id */
 	unsigned methods;     /* M_* allowed */
 	const char *endpoint; /* the rate limiter's name */
 	bool auth404;         /* a bad key answers 404 here, 401 elsewhere */
+	long long id, id2;    /* the path's ids, once matched */
+};
+
+static const struct sim_route_info sim_routes[] = {
+	{ R_BUNDLES, "/api/v0/bundles", M_POST | M_GET, "bundles", true, 0, 0 },
+	{ R_SEARCH_ASKS, "/api/v0/search/asks", M_PUT | M_POST, "bundles", true, 0, 0 },
+	{ R_CREATE, "/api/v0/asks/{}", M_PUT, "create", true, 0, 0 },
+	{ R_V0_LIST, "/api/v0/instances", M_GET, "instances_v0", false, 0, 0 },
+	{ R_V1_LIST, "/api/v1/instances", M_GET, "instances_v1", false, 0, 0 },
+	{ R_INSTANCE, "/api/v0/instances/{}", M_GET | M_PUT | M_DELETE, "instance", true, 0, 0 },
+	{ R_INSTANCE_KEYS, "/api/v0/instances/{}/ssh", M_GET | M_POST, "instance_ssh", true, 0, 0 },
+	{ R_INSTANCE_KEY, "/api/v0/instances/{}/ssh/{}", M_DELETE, "instance_ssh", true, 0, 0 },
+	{ R_KEYS, "/api/v0/ssh", M_GET | M_POST, "ssh", false, 0, 0 },
+	{ R_KEY, "/api/v0/ssh/{}", M_DELETE, "ssh", false, 0, 0 },
+	{ R_USER, "/api/v0/users/current", M_GET, "user", false, 0, 0 },
 };
 
 /* --- listening ---------------------------------------------------------------- */
@@ -82,86 +97,20 @@ static bool sim_seg_id(const char *s, size_t n, long long *id)
 	return true;
 }
 
-/* Split "/a/b/c/" into at most 8 segments; false on an empty one. */
-static bool sim_split(const char *url, const char *seg[8], size_t len[8], size_t *n)
+/* The route `path` takes, with its ids; R_NONE (all zero) for none. */
+static void sim_route(const char *path, struct sim_route_info *ri)
 {
-	const char *p = url, *slash;
-
-	*n = 0;
-	if (*p != '/')
-		return false;
-	p++;
-	while (*p) {
-		slash = strchr(p, '/');
-		if (slash == p || *n == 8)
-			return false;
-		seg[*n] = p;
-		len[*n] = slash ? (size_t)(slash - p) : strlen(p);
-		(*n)++;
-		if (!slash)
-			break;
-		p = slash + 1;
-	}
-	return true;
-}
-
-static bool sim_is(const char *seg, size_t len, const char *word)
-{
-	return strlen(word) == len && !memcmp(seg, word, len);
-}
-
-static void sim_route(const char *url, struct sim_route_info *ri)
-{
-	const char *s[8];
-	size_t l[8], n;
+	struct httpd_seg ids[2] = { { NULL, 0 }, { NULL, 0 } };
 
 	memset(ri, 0, sizeof(*ri));
-	if (!sim_split(url, s, l, &n) || n < 3 || !sim_is(s[0], l[0], "api"))
+	for (size_t i = 0; i < sizeof(sim_routes) / sizeof(sim_routes[0]); i++) {
+		if (!httpd_path_match(path, sim_routes[i].pattern, ids, 2))
+			continue;
+		*ri = sim_routes[i];
+		if ((ids[0].s && !sim_seg_id(ids[0].s, ids[0].n, &ri->id)) ||
+		    (ids[1].s && !sim_seg_id(ids[1].s, ids[1].n, &ri->id2)))
+			memset(ri, 0, sizeof(*ri));
 		return;
-	if (sim_is(s[1], l[1], "v1")) {
-		if (n == 3 && sim_is(s[2], l[2], "instances")) {
-			ri->r = R_V1_LIST;
-			ri->methods = M_GET;
-			ri->endpoint = "instances_v1";
-		}
-		return;
-	}
-	if (!sim_is(s[1], l[1], "v0"))
-		return;
-	if (n == 3 && sim_is(s[2], l[2], "bundles")) {
-		*ri = (struct sim_route_info){ R_BUNDLES, 0, 0, M_POST | M_GET, "bundles", true };
-	} else if (n == 4 && sim_is(s[2], l[2], "search") && sim_is(s[3], l[3], "asks")) {
-		*ri = (struct sim_route_info){ R_SEARCH_ASKS, 0, 0, M_PUT | M_POST, "bundles", true };
-	} else if (n == 4 && sim_is(s[2], l[2], "asks") && sim_seg_id(s[3], l[3], &ri->id)) {
-		ri->r = R_CREATE;
-		ri->methods = M_PUT;
-		ri->endpoint = "create";
-		ri->auth404 = true;
-	} else if (n == 3 && sim_is(s[2], l[2], "instances")) {
-		*ri = (struct sim_route_info){ R_V0_LIST, 0, 0, M_GET, "instances_v0", false };
-	} else if (n >= 4 && sim_is(s[2], l[2], "instances") && sim_seg_id(s[3], l[3], &ri->id)) {
-		ri->auth404 = true;
-		if (n == 4) {
-			ri->r = R_INSTANCE;
-			ri->methods = M_GET | M_PUT | M_DELETE;
-			ri->endpoint = "instance";
-		} else if (n == 5 && sim_is(s[4], l[4], "ssh")) {
-			ri->r = R_INSTANCE_KEYS;
-			ri->methods = M_GET | M_POST;
-			ri->endpoint = "instance_ssh";
-		} else if (n == 6 && sim_is(s[4], l[4], "ssh") && sim_seg_id(s[5], l[5], &ri->id2)) {
-			ri->r = R_INSTANCE_KEY;
-			ri->methods = M_DELETE;
-			ri->endpoint = "instance_ssh";
-		}
-	} else if (n == 3 && sim_is(s[2], l[2], "ssh")) {
-		*ri = (struct sim_route_info){ R_KEYS, 0, 0, M_GET | M_POST, "ssh", false };
-	} else if (n == 4 && sim_is(s[2], l[2], "ssh") && sim_seg_id(s[3], l[3], &ri->id)) {
-		ri->r = R_KEY;
-		ri->methods = M_DELETE;
-		ri->endpoint = "ssh";
-	} else if (n == 4 && sim_is(s[2], l[2], "users") && sim_is(s[3], l[3], "current")) {
-		*ri = (struct sim_route_info){ R_USER, 0, 0, M_GET, "user", false };
 	}
 }
 
@@ -178,16 +127,13 @@ static unsigned sim_method_bit(const char *method)
 
 static void sim_reply(const struct sim_answer *a, struct httpd_resp *rs)
 {
-	char *data = NULL;
-
 	if (a->json)
 		/* Keys in the order they were set, as Vast sends them; reals at
 		 * 15 digits, so 3.1 prints as 3.1 (Python's repr, not %.17g). */
-		data = json_dumps(a->json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
-	httpd_reply(rs, (int)a->status,
-		    a->json ? "application/json" : a->ctype ? a->ctype : "text/plain", "", 0);
-	buf_puts(&rs->body, a->json ? (data ? data : "null") : a->text ? a->text : "");
-	free(data);
+		httpd_reply_json(rs, (int)a->status, a->json, JSON_COMPACT | JSON_REAL_PRECISION(15));
+	else
+		httpd_reply(rs, (int)a->status, a->ctype ? a->ctype : "text/plain", a->text ? a->text : "",
+			    a->text ? strlen(a->text) : 0);
 }
 
 /* The caller's key: "Authorization: Bearer KEY", else ?api_key=KEY. */

@@ -1,9 +1,9 @@
 /* Unit tests for common/httpd: a real server on 127.0.0.1, any free port,
  * talked to with ferry's own client (common/http) and with libcurl where a
  * test needs to watch the bytes arrive or hang up: the request the handler
- * sees, bodies and the cap, httpd's own answers, streams produced over
- * time, a client leaving mid-stream, concurrent requests, binding, and a
- * stop while a stream is open. */
+ * sees, bodies and the cap, JSON answers, httpd's own answers, path
+ * patterns, streams produced over time, a client leaving mid-stream,
+ * concurrent requests, binding, and a stop while a stream is open. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,7 +78,10 @@ static void handler(void *arg, const struct httpd_req *rq, struct httpd_resp *rs
 		httpd_add_header(rs, "X-Reply", "yes");
 		httpd_add_header(rs, "Cache-Control", "no-store");
 	} else if (!strcmp(rq->path, "/json")) {
-		httpd_reply(rs, 201, "application/json", "{\"ok\":true}", 11);
+		json_t *v = json_pack("{s:b,s:f}", "ok", 1, "x", 3.1);
+
+		httpd_reply_json(rs, 201, v, JSON_COMPACT | JSON_REAL_PRECISION(15));
+		json_decref(v);
 	} else if (!strcmp(rq->path, "/slow")) {
 		usleep(300 * 1000);
 		httpd_replyf(rs, 200, "slept");
@@ -178,7 +181,7 @@ static void test_get(void **state)
 
 	assert_int_equal(exchange(srv, "GET", "/json", NULL, NULL, 0, &rs), 201);
 	assert_string_equal(rs.content_type, "application/json");
-	assert_string_equal(rs.body.data, "{\"ok\":true}");
+	assert_string_equal(rs.body.data, "{\"ok\":true,\"x\":3.1}");
 	http_response_release(&rs);
 
 	assert_int_equal(exchange(srv, "DELETE", "/elsewhere", NULL, NULL, 0, &rs), 404);
@@ -248,6 +251,50 @@ static void test_own_answers(void **state)
 	assert_string_equal(rs.body.data, "the server had no answer\n");
 	http_response_release(&rs);
 	httpd_stop(h);
+}
+
+static void match(const char *path, const char *pattern, bool want, const char *cap0,
+		  const char *cap1)
+{
+	struct httpd_seg caps[2] = { { "untouched", 9 }, { "untouched", 9 } };
+	bool got = httpd_path_match(path, pattern, caps, 2);
+	const char *want_caps[2] = { cap0 ? cap0 : "untouched", cap1 ? cap1 : "untouched" };
+
+	if (got != want)
+		fail_msg("'%s' against '%s': %s, want %s", path, pattern, got ? "match" : "no match",
+			 want ? "match" : "no match");
+	for (size_t i = 0; i < 2; i++)
+		if (caps[i].n != strlen(want_caps[i]) || memcmp(caps[i].s, want_caps[i], caps[i].n))
+			fail_msg("'%s' against '%s': capture %zu is '%.*s', want '%s'", path, pattern,
+				 i, (int)caps[i].n, caps[i].s, want_caps[i]);
+}
+
+static void test_path_match(void **state)
+{
+	match("/api/v1/jobs", "/api/v1/jobs", true, NULL, NULL);
+	match("/api/v1/jobs/", "/api/v1/jobs", true, NULL, NULL);
+	match("/api/v1/jobs//", "/api/v1/jobs", false, NULL, NULL);
+	match("/api/v1/job", "/api/v1/jobs", false, NULL, NULL);
+	match("/api/v1/jobsx", "/api/v1/jobs", false, NULL, NULL);
+	match("/api/v1", "/api/v1/jobs", false, NULL, NULL);
+	match("/api/v1/jobs/7", "/api/v1/jobs", false, NULL, NULL);
+	match("/api//v1/jobs", "/api/v1/jobs", false, NULL, NULL);
+	match("api/v1/jobs", "/api/v1/jobs", false, NULL, NULL);
+	match("/api/v1/jobs/42", "/api/v1/jobs/{}", true, "42", NULL);
+	match("/api/v1/jobs/42/", "/api/v1/jobs/{}", true, "42", NULL);
+	match("/api/v1/jobs/", "/api/v1/jobs/{}", false, NULL, NULL);
+	match("/api/v1/jobs/j-1/events", "/api/v1/jobs/{}/events", true, "j-1", NULL);
+	match("/a/x/b/y", "/a/{}/b/{}", true, "x", "y");
+	/* A failed match leaves caps alone. */
+	match("/a/x/b/y/c", "/a/{}/b/{}", false, NULL, NULL);
+	match("/a/x/c/y", "/a/{}/b/{}", false, NULL, NULL);
+	/* Captures past ncaps still have to match. */
+	match("/x/y/z", "/{}/{}/{}", true, "x", "y");
+	match("/x/y", "/{}/{}/{}", false, NULL, NULL);
+	match("/", "/", true, NULL, NULL);
+	match("/a", "/", false, NULL, NULL);
+	match("/", "/a", false, NULL, NULL);
+	match("", "/a", false, NULL, NULL);
 }
 
 /* --- streams, with libcurl ---------------------------------------------------- */
@@ -504,6 +551,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_post_body, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_body_over_cap, setup, teardown),
 		cmocka_unit_test(test_own_answers),
+		cmocka_unit_test(test_path_match),
 		cmocka_unit_test_setup_teardown(test_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_hangup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
