@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/str.h"
 #include "common/xalloc.h"
 
 #define HTTPD_BODY_MAX (1024 * 1024)
@@ -321,14 +322,11 @@ static bool httpd_refuse_early(struct httpd *h, struct MHD_Connection *c)
 	const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_CONTENT_LENGTH);
-	char *end;
 	unsigned long long n;
 
 	if (!expect || strcasecmp(expect, "100-continue") || !cl)
 		return false;
-	errno = 0;
-	n = strtoull(cl, &end, 10);
-	return !errno && end != cl && !*end && n > h->body_max;
+	return !str_to_u64(cl, &n) && n > h->body_max;
 }
 
 static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *c, const char *url,
