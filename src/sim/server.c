@@ -12,7 +12,6 @@
 #include "common/hostport.h"
 #include "common/httpd.h"
 #include "common/json_util.h"
-#include "common/log.h"
 #include "common/xalloc.h"
 
 #define SIM_BODY_MAX (1024 * 1024)
