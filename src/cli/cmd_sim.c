@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hostport.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "sim/fault.h"
@@ -136,13 +137,14 @@ int cmd_sim(struct cli *cli, int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage("sim", "unexpected argument '%s'", argv[optind]);
-	if (sim_listen_parse(listen, &host, &port, &e) || sim_listen_parse(ssh, &ssh_host, &ssh_port, &e) ||
+	if (sim_listen_parse(listen, &host, &port, &e) ||
+	    hostport_parse(ssh, "--ssh-endpoint", false, &ssh_host, &ssh_port, &e) ||
 	    sim_faults_parse(faults, &wo.faults, &e)) {
 		status = cli_fail(&e);
 		goto out;
 	}
-	if (ssh_port < 1) {
-		status = cli_usage("sim", "--ssh-endpoint %s: the port must be from 1 to 65535", ssh);
+	if (!*ssh_host) {
+		status = cli_usage("sim", "--ssh-endpoint '%s': name the host, as 127.0.0.1%s", ssh, ssh);
 		goto out;
 	}
 	if (market_path) {

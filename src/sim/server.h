@@ -1,4 +1,4 @@
-/* `ferry sim`'s HTTP side: libmicrohttpd, one thread per connection, the
+/* `ferry sim`'s HTTP side, on common/httpd (one thread per connection): the
  * routes of the Vast API (vast-api.md) plus /sim/ledger, authentication,
  * and the request faults; the state lives in sim/world.h. */
 #ifndef FERRY_SIM_SERVER_H
@@ -16,7 +16,8 @@ struct sim_server_opts {
 	struct sim_world *world;  /* not owned */
 };
 
-/* "HOST:PORT" or "[V6]:PORT" into *host (caller frees) and *port (0-65535). */
+/* --listen's "HOST:PORT" or "[V6]:PORT" (common/hostport.h; a host is
+ * required) into *host (caller frees) and *port (0-65535). */
 int sim_listen_parse(const char *text, char **host, int *port, struct err *e);
 
 /* Bind, listen and serve in background threads until sim_server_stop. */
