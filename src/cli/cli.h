@@ -3,6 +3,7 @@
 #ifndef FERRY_CLI_H
 #define FERRY_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "common/err.h"
@@ -42,6 +43,16 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 int cli_uint(const char *opt, const char *value, unsigned long long *out);
 /* Set a config key from a command's flag, complaining on a bad value. */
 int cli_set(struct cli *cli, const char *key, const char *value);
+
+/* What SIGINT and SIGTERM did before cli_catch_signals. */
+struct cli_signals {
+	struct sigaction old_int, old_term;
+};
+
+/* Send SIGINT and SIGTERM to `fn` (a handler that only sets a flag, such
+ * as cancel_set_flag) until cli_restore_signals. */
+void cli_catch_signals(void (*fn)(int), struct cli_signals *saved);
+void cli_restore_signals(const struct cli_signals *saved);
 
 /* A command-line option that stands for a setting. */
 struct cli_flag_setting {

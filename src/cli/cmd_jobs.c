@@ -321,7 +321,7 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct sigaction sa, old_int;
+	struct cli_signals sigs;
 	struct queue *q = NULL;
 	struct buf chunk = BUF_INIT;
 	const char *arg;
@@ -341,10 +341,7 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
 	status = EXIT_OK;
 	path = job_view_log_path(config_get(cli->cfg, "state_dir"), id);
 	cancel_init(&logs_stop);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = logs_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
+	cli_catch_signals(logs_on_signal, &sigs);
 	for (;;) {
 		struct queue_job j;
 		bool ended;
@@ -376,7 +373,7 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
 			break;
 		}
 	}
-	sigaction(SIGINT, &old_int, NULL);
+	cli_restore_signals(&sigs);
 	cancel_release(&logs_stop);
 out:
 	buf_release(&chunk);

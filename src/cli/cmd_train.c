@@ -128,7 +128,7 @@ static int follow_outcome(struct queue *q, const char *id, FILE *lines, bool jso
 
 int cli_job_follow(struct cli *cli, struct queue *q, const char *id, bool json)
 {
-	struct sigaction sa, old_int, old_term;
+	struct cli_signals sigs;
 	struct cli_bar bar;
 	struct job_progress p;
 	bool have_p = false;
@@ -140,12 +140,7 @@ int cli_job_follow(struct cli *cli, struct queue *q, const char *id, bool json)
 	cli_bar_init(&bar, NULL);
 	lines = bar.on || json ? stderr : stdout;
 	cancel_init(&follow_detach);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = follow_on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
+	cli_catch_signals(follow_on_signal, &sigs);
 	while (status < 0) {
 		struct queue_event *ev = NULL;
 		struct queue_job j;
@@ -188,8 +183,7 @@ int cli_job_follow(struct cli *cli, struct queue *q, const char *id, bool json)
 		queue_job_release(&j);
 		queue_events_free(ev, n);
 	}
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	cli_restore_signals(&sigs);
 	cancel_release(&follow_detach);
 	return status;
 }

@@ -58,7 +58,7 @@ int cmd_worker(struct cli *cli, int argc, char **argv)
 	const char *state_dir = config_get(cli->cfg, "state_dir");
 	struct worker_opts o = { .cfg = cli->cfg, .steps = job_steps_default(),
 				 .drain = &worker_drain };
-	struct sigaction sa, old_int, old_term;
+	struct cli_signals sigs;
 	unsigned long long v;
 	long long parallel = config_int(cli->cfg, "jobs.parallel");
 	char *queue = NULL;
@@ -93,17 +93,11 @@ int cmd_worker(struct cli *cli, int argc, char **argv)
 	o.lease_s = (int)config_int(cli->cfg, "jobs.lease_s");
 
 	cancel_init(&worker_drain);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = worker_on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
+	cli_catch_signals(worker_on_signal, &sigs);
 	log_fprintf(stderr, "ferry worker: pid %ld, queue %s, %d job(s) at once%s\n",
 		    (long)getpid(), queue, o.parallel, o.once ? ", until none is runnable" : "");
 	r = worker_run(&o, &e);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	cli_restore_signals(&sigs);
 	log_fprintf(stderr, "ferry worker: pid %ld %s\n", (long)getpid(),
 		    cancel_is_set(&worker_drain) ? "drained; its jobs keep their state" :
 		    r ? "stopped" : "done: no job is runnable");

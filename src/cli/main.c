@@ -180,6 +180,24 @@ int cli_flag_setting(struct cli *cli, const struct cli_flag_setting *map, size_t
 	return -1;
 }
 
+void cli_catch_signals(void (*fn)(int), struct cli_signals *saved)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fn;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &saved->old_int);
+	sigaction(SIGTERM, &sa, &saved->old_term);
+}
+
+void cli_restore_signals(const struct cli_signals *saved)
+{
+	sigaction(SIGINT, &saved->old_int, NULL);
+	sigaction(SIGTERM, &saved->old_term, NULL);
+}
+
 static void apply_log_level(const char *name)
 {
 	static const char *names[] = { "error", "warn", "info", "debug", "trace" };
