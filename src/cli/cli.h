@@ -3,6 +3,7 @@
 #ifndef FERRY_CLI_H
 #define FERRY_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "common/err.h"
@@ -14,6 +15,10 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_CONFIG = 3 };
 struct cli {
 	struct config *cfg;
 	const char *prog;
+	/* The global options as given (--config, --set, -v, -q), for a ferry
+	 * that this one starts (`train` starting a worker). */
+	char **global_args;
+	int nglobal;
 };
 
 struct cli_command {
@@ -38,6 +43,16 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 int cli_uint(const char *opt, const char *value, unsigned long long *out);
 /* Set a config key from a command's flag, complaining on a bad value. */
 int cli_set(struct cli *cli, const char *key, const char *value);
+
+/* What SIGINT and SIGTERM did before cli_catch_signals. */
+struct cli_signals {
+	struct sigaction old_int, old_term;
+};
+
+/* Send SIGINT and SIGTERM to `fn` (a handler that only sets a flag, such
+ * as cancel_set_flag) until cli_restore_signals. */
+void cli_catch_signals(void (*fn)(int), struct cli_signals *saved);
+void cli_restore_signals(const struct cli_signals *saved);
 
 /* A command-line option that stands for a setting. */
 struct cli_flag_setting {
@@ -69,6 +84,27 @@ int cmd_ssh(struct cli *cli, int argc, char **argv);
 int cmd_recipe(struct cli *cli, int argc, char **argv);
 int cmd_store(struct cli *cli, int argc, char **argv);
 int cmd_publish(struct cli *cli, int argc, char **argv);
+int cmd_worker(struct cli *cli, int argc, char **argv);
+int cmd_train(struct cli *cli, int argc, char **argv);
+int cmd_jobs(struct cli *cli, int argc, char **argv);
+int cmd_show(struct cli *cli, int argc, char **argv);
+int cmd_logs(struct cli *cli, int argc, char **argv);
+int cmd_attach(struct cli *cli, int argc, char **argv);
+int cmd_cancel(struct cli *cli, int argc, char **argv);
+int cmd_retry(struct cli *cli, int argc, char **argv);
+
+/* Make sure a worker runs for this state folder: when none holds
+ * state_dir/worker.lock, start `ferry worker` in the background (its own
+ * session, output to state_dir/worker.log) with the same global options.
+ * *started says whether one was started. */
+int cli_worker_ensure(struct cli *cli, bool *started, struct err *e);
+struct queue;
+/* Follow job `id` until it ends (`ferry train`, `ferry attach`): a live
+ * line on a terminal, else one line per event (to stderr with `json`,
+ * which prints the job as JSON at the end). ^C detaches and says how to
+ * attach again. Returns the exit status: 0 SUCCEEDED, 1 FAILED or
+ * CANCELLED, 130 detached. */
+int cli_job_follow(struct cli *cli, struct queue *q, const char *id, bool json);
 
 extern const char cmd_config_usage[];
 extern const char cmd_dataset_usage[];
@@ -84,5 +120,13 @@ extern const char cmd_ssh_usage[];
 extern const char cmd_recipe_usage[];
 extern const char cmd_store_usage[];
 extern const char cmd_publish_usage[];
+extern const char cmd_worker_usage[];
+extern const char cmd_train_usage[];
+extern const char cmd_jobs_usage[];
+extern const char cmd_show_usage[];
+extern const char cmd_logs_usage[];
+extern const char cmd_attach_usage[];
+extern const char cmd_cancel_usage[];
+extern const char cmd_retry_usage[];
 
 #endif

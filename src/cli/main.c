@@ -35,6 +35,17 @@ static const struct cli_command commands[] = {
 	  cmd_recipe_usage },
 	{ "store", cmd_store, "put, get, list, remove and presign artifacts (dir, R2, S3)",
 	  cmd_store_usage },
+	{ "train", cmd_train, "train a LoRA: submit a job, start a worker, follow it",
+	  cmd_train_usage },
+	{ "jobs", cmd_jobs, "list jobs (--all: ended ones too)", cmd_jobs_usage },
+	{ "show", cmd_show, "a job in full: spec, timeline, instances, cost, artifacts",
+	  cmd_show_usage },
+	{ "logs", cmd_logs, "a job's trainer log (-f follows it)", cmd_logs_usage },
+	{ "attach", cmd_attach, "follow a job again, as train does", cmd_attach_usage },
+	{ "cancel", cmd_cancel, "cancel a job (its instance is released)", cmd_cancel_usage },
+	{ "retry", cmd_retry, "queue a failed or cancelled job again", cmd_retry_usage },
+	{ "worker", cmd_worker, "run queued jobs (one worker per state folder)",
+	  cmd_worker_usage },
 	{ "publish", cmd_publish, "upload a job's artifacts and its result.json",
 	  cmd_publish_usage },
 	{ "sim", cmd_sim, "serve a simulated Vast.ai API (market, instances, faults)",
@@ -50,9 +61,10 @@ static const char main_usage[] =
 	"\n"
 	"ferry trains LoRA models on rented GPUs. Built so far: the dataset pipeline,\n"
 	"the Vast.ai market (search, ranking, renting, and a simulator), remote\n"
-	"execution (upload, detached training, logs, pull), trainer recipes, and the\n"
-	"artifact store and publishing (a folder, R2 or S3).\n"
-	"The job queue is not built yet; commands for it will appear when it is.\n"
+	"execution (upload, detached training, logs, pull), trainer recipes, the\n"
+	"artifact store and publishing (a folder, R2 or S3), and the job queue with\n"
+	"its commands (train, jobs, show, logs, attach, cancel, retry, worker).\n"
+	"Steps of a job that are not built yet fail the job there, saying so.\n"
 	"\n"
 	"Global options:\n"
 	"  --config FILE      read settings from FILE instead of $XDG_CONFIG_HOME/ferry/config\n"
@@ -168,6 +180,24 @@ int cli_flag_setting(struct cli *cli, const struct cli_flag_setting *map, size_t
 	return -1;
 }
 
+void cli_catch_signals(void (*fn)(int), struct cli_signals *saved)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fn;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &saved->old_int);
+	sigaction(SIGTERM, &sa, &saved->old_term);
+}
+
+void cli_restore_signals(const struct cli_signals *saved)
+{
+	sigaction(SIGINT, &saved->old_int, NULL);
+	sigaction(SIGTERM, &saved->old_term, NULL);
+}
+
 static void apply_log_level(const char *name)
 {
 	static const char *names[] = { "error", "warn", "info", "debug", "trace" };
@@ -241,6 +271,8 @@ int main(int argc, char **argv)
 		log_set_level((enum log_level)(LOG_INFO + verbose - 1 > LOG_TRACE
 					       ? LOG_TRACE : LOG_INFO + verbose - 1));
 
+	cli.global_args = argv + 1;
+	cli.nglobal = optind - 1;
 	argv += optind;
 	argc -= optind;
 	optind = 0; /* reset getopt for the command's own parsing */
