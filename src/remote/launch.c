@@ -154,3 +154,35 @@ out:
 	free(jr);
 	return r;
 }
+
+int remote_stop(struct remote *rm, const char *job, int grace_s, bool *stopped, struct err *e)
+{
+	char *jr = remote_job_root(rm, job);
+	struct buf cmd = BUF_INIT, out = BUF_INIT;
+	int grace = grace_s > 0 ? grace_s : 30;
+	struct remote_io io = { .timeout_ms = (grace + 20) * 1000 };
+	int r;
+
+	*stopped = false;
+	r = remote_job_check(job, e);
+	if (r)
+		goto out;
+	/* The supervisor forwards the first signal as SIGTERM and a second as
+	 * SIGKILL; either way it writes state/exit. */
+	remote_cmdf(&cmd, "cd %q 2>/dev/null || exit 0; "
+		    "{ [ -f state/pid ] && [ ! -f state/exit ]; } || exit 0; p=$(cat state/pid); "
+		    "kill -0 \"$p\" 2>/dev/null || exit 0; echo stopping; kill -TERM \"$p\"; i=0; "
+		    "while [ ! -f state/exit ] && kill -0 \"$p\" 2>/dev/null; do "
+		    "[ $i -eq %d ] && kill -TERM \"$p\"; "
+		    "[ $i -ge %d ] && { echo 'the supervisor did not stop' >&2; exit 1; }; "
+		    "sleep 0.5; i=$((i+1)); done; exit 0",
+		    jr, grace * 2, grace * 2 + 20);
+	r = remote_run(rm, cmd.data, &io, &out, "stopping the trainer", e);
+	if (!r)
+		*stopped = strstr(out.data, "stopping") != NULL;
+out:
+	buf_release(&cmd);
+	buf_release(&out);
+	free(jr);
+	return r;
+}

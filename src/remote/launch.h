@@ -38,4 +38,10 @@ struct remote_launch_opts {
 int remote_launch(struct remote *rm, const char *job, const struct remote_launch_opts *o,
 		  bool *started, struct err *e);
 
+/* Stop the job's trainer if it runs: SIGTERM to its supervisor, which
+ * passes it on and records the exit; a second signal after `grace_s`
+ * (0: 30) makes the supervisor kill it. *stopped says whether it was
+ * running. Waits at most grace_s + 10 seconds for state/exit. */
+int remote_stop(struct remote *rm, const char *job, int grace_s, bool *stopped, struct err *e);
+
 #endif
