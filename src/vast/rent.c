@@ -378,6 +378,39 @@ int vast_rent_search(struct vast_client *c, const char *const *terms, size_t nte
 	return r;
 }
 
+int vast_rent_rank(struct vast_client *c, const char *const *terms, size_t nterms,
+		   const struct vast_workload *wl, bool interruptible, struct vast_offer **offers,
+		   size_t *n, struct vast_estimate **est, size_t *nest, struct err *e)
+{
+	struct vast_query_opts qo = { .type = interruptible ? "bid" : NULL, .limit = 64,
+				      .storage_gb = wl->disk_gb > 0 ? wl->disk_gb : 40 };
+	struct strv added = STRV_INIT;
+	json_t *q = NULL, *answer = NULL;
+	int r;
+
+	*offers = NULL;
+	*est = NULL;
+	*n = *nest = 0;
+	r = vast_query_build(terms, nterms, &qo, &q, e);
+	if (!r)
+		r = vast_rank_filters(wl, q, &added, e);
+	for (size_t i = 0; !r && i < added.n; i++)
+		log_info("offers: added %s", added.v[i]);
+	if (!r)
+		r = vast_search_offers(c, q, &answer, e);
+	if (!r)
+		r = vast_offers_read(answer, offers, n, e);
+	if (!r)
+		r = vast_rank(*offers, *n, wl, est, nest, e);
+	if (!r && !*nest)
+		r = err_set(e, ERR_NOTFOUND, "none of the %zu offers found can run %s", *n,
+			    wl->recipe ? wl->recipe : "the job");
+	strv_release(&added);
+	json_decref(q);
+	json_decref(answer);
+	return r;
+}
+
 int vast_offer_min_bid(struct vast_client *c, long long id, double *min_bid, struct err *e)
 {
 	struct vast_offer *offers = NULL;

@@ -16,6 +16,8 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "vast/client.h"
+#include "vast/model.h"
+#include "vast/rank.h"
 
 struct vast_rent_opts {
 	const char *label;         /* required: "ferry-..." */
@@ -70,6 +72,15 @@ char *vast_label_new(void);
 int vast_rent_search(struct vast_client *c, const char *const *terms, size_t nterms,
 		     const char *order, const struct vast_rent_opts *o, long long **ids,
 		     double **min_bids, size_t *n, struct err *e);
+/* The offers that can run `wl`, best first by the cost of the whole job: a
+ * search of `terms` (vastai query words) with the job's floors and excluded
+ * machines added (vast_rank_filters), ranked by vast_rank. *offers (*n) is
+ * what the search answered, *est (*nest) the ranking, each est[i].offer an
+ * index into *offers; the caller frees both. ERR_NOTFOUND when no offer can
+ * run the job. */
+int vast_rent_rank(struct vast_client *c, const char *const *terms, size_t nterms,
+		   const struct vast_workload *wl, bool interruptible, struct vast_offer **offers,
+		   size_t *n, struct vast_estimate **est, size_t *nest, struct err *e);
 /* The minimum bid of one offer, for an interruptible rent given no bid. */
 int vast_offer_min_bid(struct vast_client *c, long long id, double *min_bid, struct err *e);
 /* Add NAME=VALUE to a rent's environment object: each at most 256
