@@ -114,6 +114,12 @@ struct queue_ops {
 		     struct job_lease *l, struct err *e);
 	int (*renew)(struct queue *q, struct job_lease *l, int lease_s, struct err *e);
 	int (*release)(struct queue *q, const struct job_lease *l, struct err *e);
+	/* End the lease `owner` holds on job `id`, live or not, so that it can
+	 * be claimed at once: for a worker known to be dead (its process is
+	 * gone). The fence still grows with the next claim, so nothing the dead
+	 * worker might have left in flight is accepted. ERR_CHANGED when
+	 * `owner` does not hold it. */
+	int (*abandon)(struct queue *q, const char *id, const char *owner, struct err *e);
 	int (*get)(struct queue *q, const char *id, struct queue_job *j, struct err *e);
 	int (*list)(struct queue *q, const struct queue_filter *f, struct queue_job **v,
 		    size_t *n, struct err *e);

@@ -837,6 +837,27 @@ static int qs_release(struct queue *q, const struct job_lease *l, struct err *e)
 	return qs_end(s, r, what, e);
 }
 
+static int qs_abandon(struct queue *q, const char *id, const char *owner, struct err *e)
+{
+	const char *what = "taking a dead worker's lease";
+	struct qs *s = qs_of(q);
+	int changes = 0;
+	int r = qs_check_id(s, id, e);
+
+	if (!r)
+		r = qs_begin(s, what, e);
+	if (r)
+		return r;
+	r = qs_run(s, e, what, &changes,
+		   "UPDATE jobs SET lease_owner = NULL, lease_expires_ms = 0"
+		   " WHERE id = ?1 AND lease_owner = ?2",
+		   "tt", id, owner);
+	if (!r && !changes)
+		r = err_set(e, ERR_CHANGED, "queue %s: job %s is not held by %s", s->path, id,
+			    owner);
+	return qs_end(s, r, what, e);
+}
+
 static int qs_get(struct queue *q, const char *id, struct queue_job *j, struct err *e)
 {
 	const char *what = "reading a job";
@@ -1545,6 +1566,7 @@ static const struct queue_ops qs_ops = {
 	.retry = qs_retry,
 	.step_begin = qs_step_begin,
 	.step_end = qs_step_end,
+	.abandon = qs_abandon,
 	.steps = qs_steps,
 	.instance_put = qs_instance_put,
 	.instances = qs_instances,

@@ -1,6 +1,8 @@
 #include "jobs/worker.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/str.h"
 #include "common/xalloc.h"
 #include "jobs/queue.h"
 #include "jobs/run.h"
@@ -94,6 +97,44 @@ static void worker_watch(struct queue *q, struct worker_slot *s, int lease_s)
 	queue_job_release(&j);
 }
 
+/* Whether `owner` names a worker of this host ("HOST:PID") that is gone. */
+static bool worker_dead(const char *owner, const char *host)
+{
+	const char *colon = strrchr(owner, ':');
+	long long pid;
+
+	if (!colon || (size_t)(colon - owner) != strlen(host) || strncmp(owner, host, strlen(host)) ||
+	    str_to_i64(colon + 1, &pid) || pid <= 0 || pid == (long long)getpid())
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* A worker of this host that died (killed, the machine restarted) left its
+ * jobs under leases that would hold them for up to a lease's length: take
+ * them at once, so a restart carries on where the dead worker stopped. */
+static void worker_take_dead(struct queue *q, const char *host)
+{
+	struct queue_filter f = { 0 };
+	struct queue_job *v = NULL;
+	size_t n = 0;
+	struct err e = { 0 };
+
+	if (q->ops->list(q, &f, &v, &n, &e)) {
+		log_warn("worker: looking for jobs of dead workers: %s", e.msg);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i].lease_owner[0] || !worker_dead(v[i].lease_owner, host))
+			continue;
+		if (q->ops->abandon(q, v[i].id, v[i].lease_owner, &e))
+			log_warn("job %s: %s", v[i].id, e.msg);
+		else
+			log_info("job %s: its worker %s is gone; taking it up", v[i].id,
+				 v[i].lease_owner);
+	}
+	queue_jobs_free(v, n);
+}
+
 /* Claim jobs into free slots: 0, with *none when nothing was runnable. */
 static int worker_fill(struct queue *q, struct worker_slot *slots, int n,
 		       const struct worker_opts *o, const char *owner, int lease_s, bool *none,
@@ -135,6 +176,8 @@ int worker_run(const struct worker_opts *o, struct err *e)
 	own.owner = o->owner ? o->owner : owner;
 	own.lease_s = lease_s;
 	r = queue_open(&q, o->queue, e);
+	if (!r)
+		worker_take_dead(q, host);
 	while (!r && !cancel_is_set(o->drain)) {
 		struct err fe = { 0 };
 		bool none;
