@@ -68,6 +68,10 @@ const struct config_setting config_table[] = {
 	  "how the trainer is started on the target, words split on spaces, the config's path "
 	  "appended (default: the recipe's, python /app/ai-toolkit/run.py)" },
 
+	{ "trainer.env_file", CONFIG_PATH, NULL, "FERRY_TRAINER_ENV_FILE", NULL,
+	  "KEY=VALUE lines added to the trainer's environment (WANDB_API_KEY, ...); values are "
+	  "kept secret" },
+
 	{ "jobs.queue", CONFIG_STRING, NULL, "FERRY_QUEUE", NULL,
 	  "the job queue: a file path or sqlite:PATH (default state_dir/queue.db)" },
 	{ "jobs.parallel", CONFIG_INT, "1", NULL, NULL, "jobs one worker runs at once" },
