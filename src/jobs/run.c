@@ -8,6 +8,8 @@
 
 #include "common/log.h"
 #include "jobs/budget.h"
+#include "remote/transport.h"
+#include "vast/client.h"
 
 /* FERRY_TEST_CRASH_AT=STATE:before|after: die here as a kill -9 would, so
  * that the crash tests can stop ferry at every step boundary. */
@@ -317,6 +319,9 @@ int job_run(const struct job_run_opts *o, struct job_lease *l, struct err *e)
 		log_warn("job %s: the lease passed to another worker; this one writes nothing more",
 			 l->job);
 	run_ctx_clear(&c);
+	remote_close(c.rm);
+	vast_client_free(c.vc);
+	free(c.dir);
 	if (!o->stop)
 		cancel_release(&own);
 	return r;

@@ -7,13 +7,17 @@
 #define FERRY_JOBS_STEP_H
 
 #include <jansson.h>
+#include <pthread.h>
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/progress.h"
 #include "jobs/job.h"
 #include "jobs/queue.h"
 
 struct config;
+struct remote;
+struct vast_client;
 
 struct job_ctx {
 	struct queue *q;
@@ -30,6 +34,10 @@ struct job_ctx {
 	int lease_s;
 	long long renewed_ms;      /* when the lease was last renewed */
 	void *arg;                 /* the step table's own (tests) */
+	/* Kept from step to step, let go when job_run ends. */
+	char *dir;                 /* job_dir's */
+	struct remote *rm;         /* job_remote's */
+	struct vast_client *vc;    /* job_vast's */
 };
 
 struct step_result {
@@ -55,7 +63,62 @@ struct job_steps {
  * ERR_CHANGED when the lease was lost (write nothing more). */
 int job_keep(struct job_ctx *c, struct err *e);
 
-/* Append an event to the job's log under its lease. */
+/* Append an event to the job's log under its lease; takes `data`'s
+ * reference. */
 int job_event(struct job_ctx *c, const char *kind, json_t *data, struct err *e);
+
+/* Fail a step for `reason` with a message: ERR_FAIL. */
+int step_fail(struct step_result *res, const char *reason, struct err *e, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* A part's failure `r` (its message already in e) as the step's, for
+ * `reason`: returns r. */
+int step_because(struct step_result *res, const char *reason, int r);
+
+/* A part's progress as the job's "progress" events {"phase", "done",
+ * "total"}: at most one a second per phase, and the last one of a phase
+ * (done == total) always. Safe from the part's own threads. */
+struct step_progress {
+	struct progress pg;        /* hand &jp.pg to the part */
+	struct job_ctx *c;
+	pthread_mutex_t lock;
+	char phase[24];
+	long long last_ms;
+};
+
+void step_progress_init(struct step_progress *jp, struct job_ctx *c);
+void step_progress_release(struct step_progress *jp);
+
+/* The job's own folder on this machine, state_dir/jobs/ID (made, 0700):
+ * the pulled outputs, the log's copy, the rendered config. NULL without
+ * settings (the unit tests' step tables) or when it cannot be made. */
+const char *job_dir(struct job_ctx *c, struct err *e);
+/* The member `key` of the job's data, an object made when missing. */
+json_t *job_data_obj(struct job_ctx *c, const char *key);
+/* Where job folders live on the job's target: remote.root, except on the
+ * local provider while it is left at its default, where it is
+ * state_dir/local (a new string). */
+char *job_remote_root(struct job_ctx *c);
+/* The connection to the job's target, opened on first use and kept until
+ * the job's run ends. The target comes from the spec (ssh, local) or, on
+ * Vast, from the instance BOOTING recorded. */
+int job_remote(struct job_ctx *c, struct remote **rm, struct err *e);
+
+/* The Vast client for the job (vast.url, vast.api_key), made on first use
+ * with the job's cancel token, kept until the job's run ends. */
+int job_vast(struct job_ctx *c, struct vast_client **vc, struct err *e);
+/* The job's instance that is not recorded destroyed, into *in: 0, or
+ * ERR_NOTFOUND when it has none. */
+int job_instance(struct job_ctx *c, struct queue_instance *in, struct err *e);
+/* Destroy the job's Vast instance `in` and see by listing its label that
+ * nothing of it lives, then record it destroyed, for `why`. One with no id
+ * yet (its create unclear when ferry stopped) is looked for by its label. */
+int job_instance_destroy(struct job_ctx *c, struct queue_instance *in, const char *why,
+			 struct err *e);
+
+/* Record each file under the job's pulled output (job_dir/output) that the
+ * queue does not have at its size yet: path, size, SHA-256, the local copy.
+ * *added counts the new ones (may be NULL). */
+int job_outputs_record(struct job_ctx *c, size_t *added, struct err *e);
 
 #endif

@@ -1,23 +1,18 @@
 #include "jobs/steps.h"
 
-#include <stdio.h>
-
-#include "common/err.h"
-
-/* Until each state's step is built, a job that reaches it fails there,
- * saying so, before anything is rented. */
-static int step_not_built(struct job_ctx *c, struct step_result *res, struct err *e)
-{
-	snprintf(res->reason, sizeof(res->reason), "not_built");
-	return err_set(e, ERR_FAIL, "%s is not built yet in this ferry",
-		       job_state_name(c->job.state));
-}
-
 const struct job_steps *job_steps_default(void)
 {
 	static const struct job_steps steps = {
 		.fn = {
-			[JOB_PREPARING] = step_not_built,
+			[JOB_PREPARING] = step_prepare,
+			[JOB_RENTING] = step_rent,
+			[JOB_BOOTING] = step_boot,
+			[JOB_UPLOADING] = step_upload,
+			[JOB_TRAINING] = step_train,
+			[JOB_COLLECTING] = step_collect,
+			[JOB_PUBLISHING] = step_publish,
+			[JOB_RELEASING] = step_release,
+			[JOB_RECOVERING] = step_recover,
 		},
 	};
 
