@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the dataset pipeline on examples/dataset, the market against
 # ferry sim, and a training round on this machine (recipe, push, launch,
-# logs, pull, scan, publish), all in a scratch folder. Every command is
+# logs, pull, scan, publish), then the whole loop as one `ferry train`, all
+# in a scratch folder. Every command is
 # printed exactly as it is run, from that folder, with ferry on PATH.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -141,9 +142,27 @@ for f in d["files"]:
 print("  and %d sample images; never published: %s" % (sum("/samples/" in f["key"] for f in d["files"]),
       ", ".join(s["path"] for s in d["skipped"])))' state/ferry/artifacts/jobs/demo/result.json || exit 1
 
+# --- the whole loop as one command --------------------------------------------
+title "The whole loop as one command: ferry train (here on this machine, with the stand-in)"
+show export FERRY_TRAINER_COMMAND="python3 $top/examples/trainer/run.py"
+export FERRY_TRAINER_COMMAND="python3 $top/examples/trainer/run.py"
+trap 'kill $(cat "$work/state/ferry/worker.lock" 2>/dev/null) $sim 2>/dev/null; rm -rf "$work"' EXIT
+must ferry train fixed --provider local --recipe flux-schnell-lora --steps 12 \
+  --param save-every=4 --param sample-every=6 --name demo
+
+title "The queue remembers it: its state, instance, cost and artifacts"
+must ferry jobs --all
+job=$(ferry jobs --all --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])') || exit 1
+show ferry show "$job" --json '|' python3 ...
+ferry show "$job" --json | python3 -c 'import json,sys; d=json.load(sys.stdin)
+print("  %s %s, cost $%.2f, %d artifacts, %d published" % (d["id"], d["state"], d["cost_usd"],
+      len(d["artifacts"]), sum(1 for a in d["artifacts"] if a.get("url"))))
+for i in d["instances"]: print("  instance %s on %s, released: %s" % (i.get("label"), i["provider"], bool(i["destroyed_at"])))
+sys.exit(0 if d["state"] == "SUCCEEDED" else 1)' || { echo "demo: the job did not succeed" >&2; exit 1; }
+
 cat <<'MSG'
 
-That is the dataset pipeline, the market, remote execution, trainer recipes
-and publishing. The job queue that ties them together on rented machines is
-not built yet: it comes with the next part of ferry.
+That is the dataset pipeline, the market, remote execution, trainer recipes,
+publishing, and ferry train, which joins them. On Vast.ai it is the same
+command with --provider vast (tests/integ/t0730 runs it against ferry sim).
 MSG
