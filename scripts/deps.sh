@@ -8,7 +8,7 @@ packages=(
   libssl-dev libjansson-dev libarchive-dev libsqlite3-dev libcurl4-openssl-dev
   libturbojpeg0-dev libspng-dev libwebp-dev libvips-dev libcmocka-dev libmicrohttpd-dev openssh-client curl
   imagemagick webp libjpeg-turbo-progs libimage-exiftool-perl python3 time openssh-server
-  libexpat1-dev awscli python3-botocore bc shellcheck busybox git
+  libexpat1-dev awscli python3-botocore bc shellcheck busybox git procps util-linux
 )
 # Node runs the S3 test world (tests/s3). A node installed some other way
 # (nodesource, nvm) is kept: Debian's packages only when the commands are absent.
