@@ -330,5 +330,8 @@ if [ -n "$_tpid" ]; then
 	while kill -0 "$_hbpid" 2>/dev/null; do
 		wait "$_hbpid" 2>/dev/null
 	done
+	# A heartbeat stopped between writing and renaming leaves its
+	# temporary file (it is named with our pid: $$ in a subshell is ours).
+	rm -f -- "state/.heartbeat.tmp.$$"
 fi
 exit "$_st"
