@@ -93,8 +93,7 @@ static int run_instances(struct job_ctx *c, struct queue_instance **v, size_t *n
 	return c->q->ops->instances(c->q, c->lease->job, v, n, e);
 }
 
-/* Save the step's record and the cost billed so far. */
-static int run_save(struct job_ctx *c, struct err *e)
+int job_save(struct job_ctx *c, struct err *e)
 {
 	struct queue_instance *v = NULL;
 	size_t n = 0;
@@ -130,7 +129,7 @@ static int run_wind_down(struct job_ctx *c, enum job_state end, const char *reas
 		json_object_set_new(c->data, "ending",
 				    json_pack("{s:s, s:s, s:s}", "state", job_state_name(end),
 					      "reason", reason, "message", message ? message : ""));
-	r = run_save(c, e);
+	r = job_save(c, e);
 	if (!r && from == JOB_QUEUED && end == JOB_CANCELLED)
 		return c->q->ops->set_state(c->q, c->lease, JOB_CANCELLED, reason, e);
 	if (!r)
@@ -240,7 +239,7 @@ static int run_one_step(const struct job_run_opts *o, struct job_ctx *c, struct 
 	r = fn ? fn(c, &res, &se) : 0;
 	if (r == ERR_CHANGED)
 		return err_set(e, ERR_CHANGED, "%s", se.msg);
-	rs = run_save(c, e);
+	rs = job_save(c, e);
 	if (rs)
 		return rs;
 	if (r == ERR_CANCELLED)
@@ -254,7 +253,7 @@ static int run_one_step(const struct job_run_opts *o, struct job_ctx *c, struct 
 	to = run_next(c, &res, &reason);
 	if (s == JOB_QUEUED && !json_object_get(c->data, "started_at")) {
 		json_object_set_new(c->data, "started_at", json_integer(clock_wall_s()));
-		rs = run_save(c, e);
+		rs = job_save(c, e);
 		if (rs)
 			return rs;
 	}

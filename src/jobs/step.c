@@ -1,6 +1,5 @@
 #include "jobs/step.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,43 +18,32 @@
 #include "vast/model.h"
 #include "common/log.h"
 
-int step_fail(struct step_result *res, const char *reason, struct err *e, const char *fmt, ...)
-{
-	va_list ap;
-
-	snprintf(res->reason, sizeof(res->reason), "%s", reason);
-	if (!e)
-		return ERR_FAIL;
-	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-	va_end(ap);
-	e->code = ERR_FAIL;
-	return ERR_FAIL;
-}
-
 int step_because(struct step_result *res, const char *reason, int r)
 {
 	snprintf(res->reason, sizeof(res->reason), "%s", reason);
 	return r;
 }
 
-const char *job_dir(struct job_ctx *c, struct err *e)
+int job_dir(struct job_ctx *c, const char **out, struct err *e)
 {
 	const char *state = c->cfg ? config_get(c->cfg, "state_dir") : NULL;
 	char *dir;
+	int r;
 
+	*out = c->dir;
 	if (c->dir)
-		return c->dir;
-	if (!state) {
-		err_set(e, ERR_CONFIG, "no state_dir setting for job %s's files", c->lease->job);
-		return NULL;
-	}
+		return 0;
+	if (!state)
+		return err_set(e, ERR_CONFIG, "no state_dir setting for job %s's files",
+			       c->lease->job);
 	dir = xasprintf("%s/jobs/%s", state, c->lease->job);
-	if (fsx_mkdir_p(dir, 0700, e)) {
+	r = fsx_mkdir_p(dir, 0700, e);
+	if (r) {
 		free(dir);
-		return NULL;
+		return r;
 	}
-	return c->dir = dir;
+	*out = c->dir = dir;
+	return 0;
 }
 
 json_t *job_data_obj(struct job_ctx *c, const char *key)
@@ -159,7 +147,7 @@ static bool job_output_known(const struct queue_artifact *v, size_t n, const cha
 
 int job_outputs_record(struct job_ctx *c, size_t *added, struct err *e)
 {
-	const char *dir = job_dir(c, e);
+	const char *dir = NULL;
 	struct recipe_outputs o = RECIPE_OUTPUTS_INIT;
 	struct queue_artifact *v = NULL;
 	size_t n = 0, count = 0;
@@ -168,8 +156,9 @@ int job_outputs_record(struct job_ctx *c, size_t *added, struct err *e)
 
 	if (added)
 		*added = 0;
-	if (!dir)
-		return e ? e->code : ERR_FAIL;
+	r = job_dir(c, &dir, e);
+	if (r)
+		return r;
 	out = fsx_join(dir, "output");
 	r = c->q->ops->artifacts(c->q, c->lease->job, &v, &n, e);
 	if (!r && access(out, F_OK) == 0)

@@ -63,16 +63,16 @@ struct job_steps {
  * ERR_CHANGED when the lease was lost (write nothing more). */
 int job_keep(struct job_ctx *c, struct err *e);
 
+/* Save the job's data and the cost billed so far, as run.c does after
+ * each step: for a long step that must not lose what it did so far. */
+int job_save(struct job_ctx *c, struct err *e);
+
 /* Append an event to the job's log under its lease; takes `data`'s
  * reference. */
 int job_event(struct job_ctx *c, const char *kind, json_t *data, struct err *e);
 
-/* Fail a step for `reason` with a message: ERR_FAIL. */
-int step_fail(struct step_result *res, const char *reason, struct err *e, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-/* A part's failure `r` (its message already in e) as the step's, for
- * `reason`: returns r. */
+/* A failure `r` (its message already in e: a part's, or err_set's) as the
+ * step's, for `reason`: returns r. */
 int step_because(struct step_result *res, const char *reason, int r);
 
 /* A part's progress as the job's "progress" events {"phase", "done",
@@ -90,9 +90,9 @@ void step_progress_init(struct step_progress *jp, struct job_ctx *c);
 void step_progress_release(struct step_progress *jp);
 
 /* The job's own folder on this machine, state_dir/jobs/ID (made, 0700):
- * the pulled outputs, the log's copy, the rendered config. NULL without
- * settings (the unit tests' step tables) or when it cannot be made. */
-const char *job_dir(struct job_ctx *c, struct err *e);
+ * the pulled outputs, the log's copy, the rendered config. ERR_CONFIG
+ * without settings (the unit tests' step tables). */
+int job_dir(struct job_ctx *c, const char **dir, struct err *e);
 /* The member `key` of the job's data, an object made when missing. */
 json_t *job_data_obj(struct job_ctx *c, const char *key);
 /* Where job folders live on the job's target: remote.root, except on the

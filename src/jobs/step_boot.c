@@ -30,7 +30,7 @@ static int boot_leave(struct job_ctx *c, struct step_result *res, const char *wh
 		      struct err *e)
 {
 	json_object_set_new(c->data, "recover",
-			    json_pack("{s:s, s:s}", "reason", why, "message", e ? e->msg : ""));
+			    json_pack("{s:s, s:s}", "reason", why, "message", err_msg(e)));
 	res->next = JOB_RECOVERING;
 	err_clear(e);
 	return r == ERR_CANCELLED || r == ERR_CHANGED ? r : 0;
@@ -49,7 +49,8 @@ static int boot_vast_target(struct job_ctx *c, struct step_result *res, bool *le
 
 	*left = false;
 	if (!r && !in.instance_id)
-		r = step_fail(res, "internal", e, "RENTING recorded no instance id");
+		r = step_because(res, "internal",
+				 err_set(e, ERR_FAIL, "RENTING recorded no instance id"));
 	if (!r)
 		r = job_vast(c, &vc, e);
 	if (!r)

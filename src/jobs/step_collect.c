@@ -12,7 +12,7 @@
 
 int step_collect(struct job_ctx *c, struct step_result *res, struct err *e)
 {
-	const char *dir = job_dir(c, e);
+	const char *dir = NULL;
 	const char *name = json_string_value(json_object_get(job_data_obj(c, "train"), "name"));
 	struct remote_pull_opts po = { .cancel = c->cancel };
 	struct remote_pull_result pr = { 0 };
@@ -22,8 +22,9 @@ int step_collect(struct job_ctx *c, struct step_result *res, struct err *e)
 	char *out;
 	int r;
 
-	if (!dir)
-		return e ? e->code : ERR_FAIL;
+	r = job_dir(c, &dir, e);
+	if (r)
+		return r;
 	out = fsx_join(dir, "output");
 	po.dir = out;
 	step_progress_init(&jp, c);
@@ -44,9 +45,9 @@ int step_collect(struct job_ctx *c, struct step_result *res, struct err *e)
 	/* A run stopped early (a limit, a cancel) keeps what it has; one that
 	 * finished must have its LoRA. */
 	if (!r && o.final < 0 && !json_object_get(c->data, "ending"))
-		r = step_fail(res, "no_final_lora", e,
+		r = step_because(res, "no_final_lora", err_set(e, ERR_FAIL,
 			      "the trainer ended without the final LoRA (%s.safetensors) in its "
-			      "output", name ? name : "NAME");
+			      "output", name ? name : "NAME"));
 	recipe_outputs_release(&o);
 	free(out);
 	return r;

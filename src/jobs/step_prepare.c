@@ -23,14 +23,14 @@ int step_prepare(struct job_ctx *c, struct step_result *res, struct err *e)
 	int r;
 
 	if (c->spec.trainer_config)
-		return step_fail(res, "not_built", e,
+		return step_because(res, "not_built", err_set(e, ERR_FAIL,
 				 "a trainer config of your own (trainer_config) is not built yet in "
-				 "the job engine; give a recipe and its params");
+				 "the job engine; give a recipe and its params"));
 	if (c->spec.unready != JOB_UNREADY_FAIL)
-		return step_fail(res, "not_built", e,
+		return step_because(res, "not_built", err_set(e, ERR_FAIL,
 				 "unready '%s' is not built yet in the job engine; repair the "
 				 "dataset first (ferry dataset fix) or give unready 'fail'",
-				 job_unready_name(c->spec.unready));
+				 job_unready_name(c->spec.unready)));
 	step_progress_init(&jp, c);
 	ds_pack_opts_from_config(&po, c->cfg);
 	po.pg = &jp.pg;

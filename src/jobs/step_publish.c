@@ -54,7 +54,7 @@ static int publish_record(struct job_ctx *c, const json_t *result, struct err *e
 int step_publish(struct job_ctx *c, struct step_result *res, struct err *e)
 {
 	json_t *pub = job_data_obj(c, "publish");
-	const char *dir = job_dir(c, e);
+	const char *dir = NULL;
 	char *prefix, *out = NULL;
 	struct publish_opts po = { .private_file = recipe_output_private };
 	struct store *s = NULL;
@@ -65,8 +65,9 @@ int step_publish(struct job_ctx *c, struct step_result *res, struct err *e)
 
 	if (json_is_true(json_object_get(pub, "done")))
 		return 0;
-	if (!dir)
-		return e ? e->code : ERR_FAIL;
+	r = job_dir(c, &dir, e);
+	if (r)
+		return r;
 	prefix = c->spec.prefix ? xstrdup(c->spec.prefix) : xasprintf("jobs/%s", c->lease->job);
 	out = fsx_join(dir, "output");
 	r = fsx_mkdir_p(out, 0700, e);

@@ -37,8 +37,8 @@ int step_recover(struct job_ctx *c, struct step_result *res, struct err *e)
 	json_object_del(c->data, "boot");
 	json_object_set_new(c->data, "recoveries", json_integer(n + 1));
 	if (n + 1 > RECOVER_MAX)
-		return step_fail(res, "no_host", e,
+		return step_because(res, "no_host", err_set(e, ERR_FAIL,
 				 "%d machines were left (the last: %s); giving up", RECOVER_MAX + 1,
-				 reason ? reason : "unknown");
+				 reason ? reason : "unknown"));
 	return 0;
 }

@@ -91,14 +91,14 @@ static int train_started_before(struct remote *rm, struct job_ctx *c, bool *yes,
 static int train_launch(struct job_ctx *c, struct remote *rm, json_t *train, struct err *e)
 {
 	const struct recipe *rc = recipe_find(c->spec.recipe);
-	const char *dir = job_dir(c, e);
+	const char *dir = NULL;
 	struct remote_launch_opts lo = { .heartbeat_s = TRAIN_HEARTBEAT_S, .cancel = c->cancel };
 	struct strv env = STRV_INIT, argv = STRV_INIT;
 	struct buf config = BUF_INIT;
 	char *config_local = NULL, *root = job_remote_root(c), *config_path = NULL;
 	long long step = json_integer_value(json_object_get(train, "launch_step"));
 	bool started = false, before = false;
-	int r = dir ? 0 : (e ? e->code : ERR_FAIL);
+	int r = job_dir(c, &dir, e);
 
 	if (!r && step)
 		r = train_started_before(rm, c, &before, e);
@@ -128,7 +128,7 @@ static int train_launch(struct job_ctx *c, struct remote *rm, json_t *train, str
 		if (r)
 			goto out;
 		json_object_set_new(train, "launch_step", json_integer(step));
-		r = c->q->ops->set_data(c->q, c->lease, c->data, c->job.cost_usd, e);
+		r = job_save(c, e);
 		if (r)
 			goto out;
 	}
@@ -175,15 +175,16 @@ static int train_pull(struct job_ctx *c, struct remote *rm, const struct recipe_
 		      json_t *train, bool force, struct err *e)
 {
 	json_int_t made = (json_int_t)(sr->checkpoints_saved + sr->samples);
-	const char *dir = job_dir(c, e);
+	const char *dir = NULL;
 	struct remote_pull_opts po = { .cancel = c->cancel };
 	struct remote_pull_result pr = { 0 };
 	size_t added = 0;
 	char *out;
 	int r;
 
-	if (!dir)
-		return e ? e->code : ERR_FAIL;
+	r = job_dir(c, &dir, e);
+	if (r)
+		return r;
 	if (!force && json_integer_value(json_object_get(train, "pulled_at")) == made)
 		return 0;
 	out = fsx_join(dir, "output");
@@ -227,14 +228,15 @@ static int train_outcome(struct job_ctx *c, const struct remote_status *st,
 	    (sr->warnings & (1u << RECIPE_WARN_FINAL_SAMPLES)))
 		return 0;
 	if (!strcmp(st->state, "never-started") || !strcmp(st->state, "absent"))
-		return step_fail(res, "trainer_missing", e,
-				 "the trainer did not start on the target (state %s)", st->state);
+		return step_because(res, "trainer_missing", err_set(e, ERR_FAIL,
+				 "the trainer did not start on the target (state %s)", st->state));
 	if (sr->failure != RECIPE_FAIL_NONE)
-		return step_fail(res, recipe_failure_name(sr->failure), e,
+		return step_because(res, recipe_failure_name(sr->failure), err_set(e, ERR_FAIL,
 				 "the trainer failed (%s): %s", recipe_failure_name(sr->failure),
-				 sr->failure_line ? sr->failure_line : "");
-	return step_fail(res, "trainer_exit", e, "the trainer ended %s with exit status %d",
-			 st->state, st->exit_code);
+				 sr->failure_line ? sr->failure_line : ""));
+	return step_because(res, "trainer_exit",
+			    err_set(e, ERR_FAIL, "the trainer ended %s with exit status %d",
+				    st->state, st->exit_code));
 }
 
 /* A scanner that has read the log's copy so far (after a restart, the
@@ -268,7 +270,7 @@ static int train_scanner(struct job_ctx *c, const char *log_path, struct recipe_
 int step_train(struct job_ctx *c, struct step_result *res, struct err *e)
 {
 	json_t *train = job_data_obj(c, "train");
-	const char *dir = job_dir(c, e);
+	const char *dir = NULL;
 	struct backoff conn = { .first_ms = 1000, .max_ms = 30000, .jitter = true };
 	struct remote_log_sync_opts so = { .backoff = &conn, .cancel = c->cancel };
 	struct remote_log_sync_result sr = { 0 };
@@ -276,8 +278,10 @@ int step_train(struct job_ctx *c, struct step_result *res, struct err *e)
 	struct buf bytes = BUF_INIT;
 	struct remote *rm;
 	char *log_path = NULL;
-	int r = dir ? job_remote(c, &rm, e) : (e ? e->code : ERR_FAIL);
+	int r = job_dir(c, &dir, e);
 
+	if (!r)
+		r = job_remote(c, &rm, e);
 	if (!r && !json_is_true(json_object_get(train, "launched"))) {
 		r = train_launch(c, rm, train, e);
 		if (r == ERR_CONFIG || r == ERR_USAGE)
@@ -302,7 +306,7 @@ int step_train(struct job_ctx *c, struct step_result *res, struct err *e)
 		r = train_pull(c, rm, recipe_scan_result(scan), train, sr.done, e);
 		if (r || sr.done)
 			break;
-		r = c->q->ops->set_data(c->q, c->lease, c->data, c->job.cost_usd, e);
+		r = job_save(c, e);
 		if (!r)
 			r = clock_sleep_ms(TRAIN_TICK_MS, c->cancel);
 	}

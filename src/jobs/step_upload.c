@@ -41,15 +41,16 @@ static int upload_params(struct job_ctx *c, struct recipe_params *p, struct err 
 static int upload_render(struct job_ctx *c, struct err *e)
 {
 	const struct recipe *rc = recipe_find(c->spec.recipe);
-	const char *dir = job_dir(c, e);
+	const char *dir = NULL;
 	struct recipe_params p = { 0 };
 	struct buf text = BUF_INIT;
 	json_t *config = NULL;
 	char *path = NULL;
 	int r;
 
-	if (!dir)
-		return e ? e->code : ERR_FAIL;
+	r = job_dir(c, &dir, e);
+	if (r)
+		return r;
 	if (!rc)
 		return err_set(e, ERR_USAGE, "recipe '%s' is not one of: %s", c->spec.recipe,
 			       recipe_names());
@@ -87,7 +88,8 @@ int step_upload(struct job_ctx *c, struct step_result *res, struct err *e)
 	if (r)
 		return step_because(res, "config", r);
 	if (!archive)
-		return step_fail(res, "internal", e, "PREPARING recorded no dataset archive");
+		return step_because(res, "internal",
+				    err_set(e, ERR_FAIL, "PREPARING recorded no dataset archive"));
 	r = job_remote(c, &rm, e);
 	if (r)
 		return r == ERR_CONN ? step_because(res, "unreachable", r) : r;
