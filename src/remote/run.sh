@@ -279,17 +279,28 @@ else
 	# signals that stop a job, and gone within one interval of our death or
 	# of the trainer's (should a SIGUSR1 be lost: bash, for one, can drop a
 	# signal that comes while the subshell is still setting its trap).
+	# The trap only notes the stop and ends the sleep it knows of; the loop
+	# itself leaves, so that a SIGUSR1 landing between `sleep &` and `$!`
+	# cannot orphan that sleep, nor one landing inside _put leave its
+	# temporary file.
 	_sup=$$
 	(
 		_sp=
+		_halt=
 		trap '' TERM INT HUP
-		trap '[ -z "$_sp" ] || { kill -KILL "$_sp"; wait "$_sp"; } 2>/dev/null; exit 0' USR1
-		while _running "$_sup" && _running "$_tpid"; do
+		trap '_halt=1; [ -z "$_sp" ] || kill -KILL "$_sp" 2>/dev/null' USR1
+		while [ -z "$_halt" ] && _running "$_sup" && _running "$_tpid"; do
 			_put state/heartbeat "$(date +%s)"
+			[ -z "$_halt" ] || break
 			sleep "$_hb" &
 			_sp=$!
+			[ -z "$_halt" ] || kill -KILL "$_sp" 2>/dev/null
 			wait "$_sp"
+			# A trap during `wait` returns early: wait for the sleep itself.
+			while _running "$_sp"; do wait "$_sp"; done 2>/dev/null
+			_sp=
 		done
+		exit 0
 	) </dev/null >/dev/null 2>&1 &
 	_hbpid=$!
 
