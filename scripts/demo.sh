@@ -58,11 +58,41 @@ show cd plain '&&' sha256sum -c --quiet --strict SHA256SUMS
   echo "all $(grep -c . plain/SHA256SUMS) files match SHA256SUMS" || exit 1
 
 # --- the market, rehearsed against ferry sim ---------------------------------
+# The sim's instances answer SSH on a real sshd on 127.0.0.1 (as root, as
+# Vast's do), so that ferry train can run a whole job on "Vast" below.
+sshd_port=
+sshd_pid=
+if [ "$(id -u)" = 0 ] && [ -x /usr/sbin/sshd ]; then
+	title "Start an sshd on 127.0.0.1 to stand in for the instances' SSH"
+	mkdir -p sshd /run/sshd && chmod 700 sshd
+	ssh-keygen -q -t ed25519 -N '' -f sshd/host_ed25519 </dev/null >/dev/null || exit 1
+	: >sshd/authorized_keys && chmod 600 sshd/authorized_keys
+	sshd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	cat >sshd/config <<CFG
+ListenAddress 127.0.0.1
+Port $sshd_port
+HostKey $work/sshd/host_ed25519
+AuthorizedKeysFile $work/sshd/authorized_keys
+PidFile $work/sshd/pid
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+MaxStartups 50
+MaxSessions 50
+CFG
+	show /usr/sbin/sshd -D -e -f sshd/config '&'
+	/usr/sbin/sshd -D -e -f sshd/config </dev/null >sshd/log 2>&1 &
+	sshd_pid=$!
+fi
 title "Start ferry sim, a simulated Vast.ai API (nothing is spent)"
-show ferry sim --listen 127.0.0.1:0 --api-key demo-key --boot-seconds 2 --seed 4 '>sim.log' '&'
-ferry sim --listen 127.0.0.1:0 --api-key demo-key --boot-seconds 2 --seed 4 >sim.log 2>&1 &
+simargs=(--listen 127.0.0.1:0 --api-key demo-key --boot-seconds 2 --seed 4)
+[ -z "$sshd_port" ] || simargs+=(--ssh-endpoint "127.0.0.1:$sshd_port")
+show ferry sim "${simargs[@]}" '>sim.log' '&'
+ferry sim "${simargs[@]}" >sim.log 2>&1 &
 sim=$!
-trap 'kill $sim 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $sim $sshd_pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do grep -q 'listening on' sim.log && break; sleep 0.1; done
 url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' sim.log | head -1)
 [ -n "$url" ] || { cat sim.log; exit 1; }
@@ -71,6 +101,8 @@ export VAST_URL=$url VAST_API_KEY=demo-key
 
 title "Make an SSH key for instances, and look at the account"
 must ferry keys init
+# What Vast does with the account's key: the instances accept it.
+[ -z "$sshd_port" ] || cat config/ferry/ssh/id_ed25519.pub >>sshd/authorized_keys || exit 1
 must ferry whoami
 
 title "Rank offers by the cost of the whole job, not \$/hour"
@@ -146,7 +178,7 @@ print("  and %d sample images; never published: %s" % (sum("/samples/" in f["key
 title "The whole loop as one command: ferry train (here on this machine, with the stand-in)"
 show export FERRY_TRAINER_COMMAND="python3 $top/examples/trainer/run.py"
 export FERRY_TRAINER_COMMAND="python3 $top/examples/trainer/run.py"
-trap 'kill $(cat "$work/state/ferry/worker.lock" 2>/dev/null) $sim 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(cat "$work/state/ferry/worker.lock" 2>/dev/null) $sim $sshd_pid 2>/dev/null; rm -rf "$work"' EXIT
 must ferry train fixed --provider local --recipe flux-schnell-lora --steps 12 \
   --param save-every=4 --param sample-every=6 --name demo
 
@@ -160,9 +192,38 @@ print("  %s %s, cost $%.2f, %d artifacts, %d published" % (d["id"], d["state"], 
 for i in d["instances"]: print("  instance %s on %s, released: %s" % (i.get("label"), i["provider"], bool(i["destroyed_at"])))
 sys.exit(0 if d["state"] == "SUCCEEDED" else 1)' || { echo "demo: the job did not succeed" >&2; exit 1; }
 
+# --- the whole loop on "Vast": the sim, its instances on the local sshd ------
+if [ -z "$sshd_port" ]; then
+	cat <<'MSG'
+
+(The same job on Vast, rehearsed against ferry sim, needs root and an sshd:
+the sim's instances are reached as root@, as Vast's are. Skipped here.)
+MSG
+	exit 0
+fi
+title "The same job on Vast.ai, rehearsed: ranked, rented, booted, trained, published, destroyed"
+must ferry train fixed --provider vast --recipe flux-schnell-lora --steps 12 \
+  --param save-every=4 --param sample-every=6 --name demo-vast
+job=$(ferry jobs --all --json | python3 -c 'import json,sys; print([j["id"] for j in json.load(sys.stdin) if j.get("name") == "demo-vast"][0])') || exit 1
+show ferry show "$job" --json '|' python3 ...
+ferry show "$job" --json | python3 -c 'import json,sys; d=json.load(sys.stdin)
+print("  %s %s, cost $%.4f, %d artifacts published" % (d["id"], d["state"], d["cost_usd"],
+      sum(1 for a in d["artifacts"] if a.get("url"))))
+for i in d["instances"]: print("  instance %s (offer %s, $%.3f/h) destroyed: %s" % (i["id"], i.get("offer_id"), i.get("dph") or 0, bool(i["destroyed_at"])))
+sys.exit(0 if d["state"] == "SUCCEEDED" else 1)' || { echo "demo: the Vast job did not succeed" >&2; exit 1; }
+
+title "The simulator's ledger at the end: nothing left running"
+curl -s "$url/sim/ledger" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for i in d["instances"]:
+    print("instance %s  %-32s %-10s billed %.0f s, $%.4f" % (i["id"], i["label"], i["state"], i["billed_seconds"], i["billed_usd"]))
+print("live instances: %d" % d["live"])
+sys.exit(1 if d["live"] else 0)' || { echo "demo: an instance is still live" >&2; exit 1; }
+
 cat <<'MSG'
 
 That is the dataset pipeline, the market, remote execution, trainer recipes,
-publishing, and ferry train, which joins them. On Vast.ai it is the same
-command with --provider vast (tests/integ/t0730 runs it against ferry sim).
+publishing, and ferry train, which joins them, here and on (simulated) Vast.ai:
+on the real one it is the same command with VAST_API_KEY set.
 MSG
